@@ -1,0 +1,114 @@
+"""The composition root (STYLE 7): ``create_app(settings)`` builds the whole service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from psycopg_pool import AsyncConnectionPool
+
+from application.store import KasalStore, postgres_env
+from interface.core import Core, Feature
+from interface.features import FEATURES
+from interface.http.auth import Authenticator, LocalAuthenticator
+from interface.http.errors import EXCEPTION_HANDLERS
+from interface.http.docs import docs_handlers
+from interface.http.health import health
+from interface.http.middleware import request_context_middleware, role_guard
+from interface.settings import Settings, quiet_libraries
+from projections.engine import Projector
+
+log = logging.getLogger("kasal")
+
+
+def build_core(settings: Settings, *, features: list[type[Feature]] | None = None) -> Core:
+    """Everything but the HTTP layer; also used by the CLI and the worker."""
+    if not settings.database_url:
+        raise ValueError("settings.database_url is required (the CLI starts an embedded PostgreSQL)")
+    url = settings.database_url
+    store = KasalStore(postgres_env(url, pool_size=settings.pool_size))
+    pool = AsyncConnectionPool(url, open=False, min_size=2, max_size=settings.pool_size)
+    core = Core(settings=settings, store=store, pool=pool, projector=None, database_url=url)  # type: ignore[arg-type]
+    for feature_cls in features or FEATURES:
+        core.features[feature_cls] = feature_cls(core)
+    projections = [p for f in core.features.values() for p in f.projections()]
+    core.projector = Projector(url, store, projections)
+    store.on_saved(core.projector.wake)
+    return core
+
+
+def create_app(
+    settings: Settings,
+    overrides: dict[str, Any] | None = None,
+) -> Litestar:
+    """Build the Litestar app; ``overrides`` replaces named collaborators (tests).
+
+    Recognised overrides: ``authenticator`` (an ``Authenticator``), ``features``
+    (the feature classes to install), ``core_hook`` (called with the built core).
+    """
+    overrides = overrides or {}
+    quiet_libraries()
+    core = build_core(settings, features=overrides.get("features"))
+    authenticator: Authenticator = overrides.get("authenticator") or default_authenticator(settings, core)
+    core.services["authenticator"] = authenticator
+    hook: Callable[[Core], None] | None = overrides.get("core_hook")
+    if hook is not None:
+        hook(core)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await core.pool.open(wait=True, timeout=30)
+        core.projector.start()
+        await core.projector.wait_for(await core.run(core.store.max_position), 60)
+        started: list[Feature] = []
+        try:
+            for feature in core.features.values():
+                await feature.start()
+                started.append(feature)
+            yield
+        finally:
+            for feature in reversed(started):
+                try:
+                    await feature.stop()
+                except Exception:
+                    log.exception("feature %s failed to stop", feature.name)
+            core.projector.stop()
+            await core.pool.close()
+            core.store.close()
+
+    handlers: list[Any] = [health]
+    for feature in core.features.values():
+        handlers.extend(feature.route_handlers())
+
+    openapi = OpenAPIConfig(
+        title="Kasal-ES API",
+        version="1.0.0",
+        description="Event-sourced implementation of the Kasal REST API.",
+        path="/api-docs",
+        render_plugins=[SwaggerRenderPlugin(path="/")],
+    ) if settings.docs_enabled else None
+
+    app = Litestar(
+        route_handlers=handlers + (docs_handlers() if openapi else []),
+        dependencies={"core": Provide(lambda: core, use_cache=True, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_context_middleware],
+        guards=[role_guard],
+        lifespan=[lifespan],
+        openapi_config=openapi,
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )
+    app.state.kasal = core
+    core.authenticator = authenticator  # type: ignore[attr-defined]
+    return app
+
+
+def default_authenticator(settings: Settings, core: Core) -> Authenticator:
+    return LocalAuthenticator()

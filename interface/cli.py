@@ -1,0 +1,127 @@
+"""The ``kasal`` command: serve, worker, projections, tokens."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from interface.settings import Settings, quiet_libraries
+
+log = logging.getLogger("kasal")
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
+
+
+def command(name: str) -> Callable[[Callable[[argparse.Namespace, Settings], int]], Callable[[argparse.Namespace, Settings], int]]:
+    def register(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[Settings]:
+    """Settings with a database URL: the given one, or an embedded PostgreSQL under home."""
+    if settings.database_url:
+        yield settings
+        return
+    from interface.embedded_pg import EmbeddedPostgres
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    server = EmbeddedPostgres(settings.home / "pgdata")
+    url = server.start()
+    log.info("embedded PostgreSQL running for %s", settings.home / "pgdata")
+    try:
+        yield settings.with_(database_url=url)
+    finally:
+        server.stop()
+
+
+@command("serve")
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the API with projector, runner and scheduler in this process."""
+    import uvicorn
+
+    from interface.app import create_app
+
+    settings = settings.with_(
+        host=args.host or settings.host, port=args.port or settings.port
+    )
+    if settings.auth_mode == "local" and not is_loopback(settings.host):
+        log.error(
+            "refusing to serve local mode (no authentication) on %s; bind to 127.0.0.1 "
+            "or set KASAL_AUTH_MODE=token", settings.host,
+        )
+        return 2
+    with database(settings) as ready:
+        app = create_app(ready)
+        uvicorn.run(app, host=ready.host, port=ready.port, log_level=ready.log_level.lower(),
+                    lifespan="on", access_log=False)
+    return 0
+
+
+@command("projections")
+def projections(args: argparse.Namespace, settings: Settings) -> int:
+    """``kasal projections rebuild``: fold every read model again from the event log."""
+    from interface.app import build_core
+
+    if args.action != "rebuild":
+        return 2
+    with database(settings) as ready:
+        core = build_core(ready)
+        total = core.store.max_position()
+
+        def progress(done: int, of: int) -> None:
+            width = 40
+            filled = int(width * done / of) if of else width
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{of} events")
+            sys.stderr.flush()
+
+        try:
+            read = core.projector.rebuild(progress)
+        finally:
+            core.store.close()
+        sys.stderr.write("\n")
+        print(f"rebuilt {len(core.projector.projections)} read models from {read} events (log position {total})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="kasal", description="Kasal-ES: event-sourced AI agent workflows")
+    sub = root.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="serve the HTTP API (embedded PostgreSQL unless KASAL_DATABASE_URL)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p = sub.add_parser("projections", help="maintain read models")
+    p.add_argument("action", choices=["rebuild"])
+    for extend in PARSER_EXTENSIONS:
+        extend(sub)
+    return root
+
+
+PARSER_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    return COMMANDS[args.command](args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

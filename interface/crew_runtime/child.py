@@ -1,0 +1,273 @@
+"""Runs one crew inside a child process and reports progress over a pipe.
+
+This module imports crewai at import time on purpose: it is preloaded by the
+forkserver, so every child starts with crewai and litellm already in memory.
+The service process itself must never import it (see ``runtime.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from multiprocessing.connection import Connection
+from typing import Any
+
+import litellm
+from crewai import Agent, Crew, Process, Task
+from crewai.events.stream_context import add_stream_sink
+from crewai.events.types import agent_events as ae
+from crewai.events.types import crew_events as ce
+from crewai.events.types import task_events as te
+from crewai.events.types import tool_usage_events as tue
+from crewai.events.types.llm_events import LLMCallType
+from crewai.llms.base_llm import BaseLLM, llm_call_context
+from crewai.tools import BaseTool
+from pydantic import PrivateAttr
+
+from interface.crew_runtime import messages as m
+from interface.crew_runtime.offline_model import (
+    BACKING_MODEL,
+    MissingCredential,
+    complete,
+    is_offline,
+    prompt_text,
+    require_credential,
+)
+from interface.crew_runtime.tools import UnknownTool, builtin_tool_factory
+
+ToolFactory = Callable[[str], BaseTool]
+AGENT_OPTIONS = ("allow_delegation", "verbose", "max_iter", "max_rpm", "max_execution_time",
+                 "max_retry_limit", "respect_context_window", "inject_date", "reasoning")
+TASK_OPTIONS = ("async_execution", "markdown")
+
+
+class JobError(ValueError):
+    """The job description is inconsistent (unknown agent, bad context, ...)."""
+
+
+class Sender:
+    """Thread-safe writer of messages; crewai emits from several threads."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: m.Message) -> None:
+        data = m.encode(message)
+        with self._lock:
+            self._conn.send_bytes(data)
+
+    def log(self, level: str, source: str, message: str) -> None:
+        self.send(m.LogLine(level=level, source=source, message=message))
+
+
+class ServiceLLM(BaseLLM):
+    """crewai LLM whose every call goes through ``offline_model.complete``.
+
+    crewai's own ``LLM`` routes some providers to native SDKs and reads keys
+    from the environment; this class keeps one LiteLLM path for offline and
+    real models, passes credentials per call, and reports each call.
+    """
+
+    llm_type: str = "kasal"
+    _credentials: dict[str, str] = PrivateAttr(default_factory=dict)
+    _sender: Sender | None = PrivateAttr(default=None)
+
+    @classmethod
+    def create(cls, model: str, credentials: Mapping[str, str], sender: Sender | None) -> ServiceLLM:
+        llm = cls(model=model)
+        llm._credentials = dict(credentials)
+        llm._sender = sender
+        return llm
+
+    def get_input_tokens_count(self, messages: Any, tools: Any = None, response_model: Any = None) -> int:
+        """Count with LiteLLM's tokenizer instead of crewai's noisy 4-chars guess."""
+        text = messages if isinstance(messages, str) else prompt_text(messages)
+        return int(litellm.token_counter(model=BACKING_MODEL.split("/", 1)[1], text=text))
+
+    def call(  # type: ignore[override]
+        self,
+        messages: Any,
+        tools: Any = None,
+        callbacks: Any = None,
+        available_functions: Any = None,
+        from_task: Any = None,
+        from_agent: Any = None,
+        response_model: Any = None,
+    ) -> str:
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        params: dict[str, Any] = {}
+        if not is_offline(self.model):
+            params = {"stop": self.stop_sequences or None, "drop_params": True}
+        with llm_call_context():
+            self._emit_call_started_event(messages=messages, from_task=from_task, from_agent=from_agent)
+            try:
+                result = complete(self.model, messages, self._credentials, **params)
+            except Exception as exc:
+                self._emit_call_failed_event(str(exc), from_task, from_agent)
+                raise
+            text = self._apply_stop_words(result.text)
+            usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                     "total_tokens": result.prompt_tokens + result.completion_tokens}
+            self._track_token_usage_internal(usage)
+            self._emit_call_completed_event(text, LLMCallType.LLM_CALL, from_task, from_agent, messages, usage)
+        if self._sender is not None:
+            self._sender.send(m.LlmCall(
+                model=self.model, prompt=prompt_text(messages), response=text,
+                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                latency_ms=result.latency_ms, cost=result.cost,
+                agent=getattr(from_agent, "role", None), task=getattr(from_task, "name", None),
+            ))
+        return text
+
+
+def check_credentials(job: m.CrewJob) -> None:
+    """Fail fast, before crewai starts, if any model lacks its API key."""
+    models = {spec.get("llm") or job.model for spec in job.agents.values()}
+    models |= {job.model} if job.planning else set()
+    models |= {job.manager_llm} if job.manager_llm else set()
+    for model in sorted(models):
+        require_credential(model, job.credentials)
+
+
+def build_crew(job: m.CrewJob, sender: Sender | None, tool_factory: ToolFactory) -> Crew:
+    """Translate the job into crewai objects; inputs are interpolated by kickoff."""
+    def llm(model: str) -> ServiceLLM:
+        return ServiceLLM.create(model, job.credentials, sender)
+
+    agents: dict[str, Agent] = {}
+    for key, spec in job.agents.items():
+        options = {name: spec[name] for name in AGENT_OPTIONS if name in spec}
+        options.setdefault("allow_delegation", False)
+        agents[key] = Agent(
+            role=spec["role"], goal=spec["goal"], backstory=spec.get("backstory", ""),
+            llm=llm(spec.get("llm") or job.model),
+            tools=[tool_factory(name) for name in spec.get("tools", [])], **options,
+        )
+    tasks: dict[str, Task] = {}
+    for key, spec in job.tasks.items():
+        agent_key = spec.get("agent")
+        if agent_key is not None and agent_key not in agents:
+            raise JobError(f"task {key!r} names unknown agent {agent_key!r}")
+        if agent_key is None and job.process != "hierarchical":
+            raise JobError(f"task {key!r} has no agent (only hierarchical crews may omit it)")
+        missing = [name for name in spec.get("context", []) if name not in tasks]
+        if missing:
+            raise JobError(f"task {key!r} uses context {missing} that is not an earlier task")
+        tasks[key] = Task(
+            name=key, description=spec["description"], expected_output=spec["expected_output"],
+            agent=agents.get(agent_key) if agent_key else None,
+            context=[tasks[name] for name in spec["context"]] if "context" in spec else None,
+            tools=[tool_factory(name) for name in spec.get("tools", [])],
+            **{name: spec[name] for name in TASK_OPTIONS if name in spec},
+        )
+    options: dict[str, Any] = {}
+    if job.process == "hierarchical":
+        if not job.manager_llm:
+            raise JobError("a hierarchical crew needs manager_llm")
+        options["manager_llm"] = llm(job.manager_llm)
+    elif job.process != "sequential":
+        raise JobError(f"unknown process {job.process!r}; use 'sequential' or 'hierarchical'")
+    if job.planning:
+        options.update(planning=True, planning_llm=llm(job.model))
+    return Crew(name=job.execution_id, agents=list(agents.values()), tasks=list(tasks.values()),
+                process=Process(job.process), verbose=False, **options)
+
+
+def _at(event: Any) -> float:
+    return event.timestamp.timestamp()
+
+
+def _role(agent: Any) -> str:
+    return str(getattr(agent, "role", "") or "")
+
+
+def translate(event: Any) -> m.Message | None:
+    """Map one crewai event to a wire message (None for events we do not forward)."""
+    at = _at(event)
+    if isinstance(event, ce.CrewKickoffStartedEvent):
+        return m.CrewStarted(name=event.crew_name or "crew", at=at)
+    if isinstance(event, ae.AgentExecutionStartedEvent):
+        return m.AgentStarted(agent=_role(event.agent), at=at)
+    if isinstance(event, ae.AgentExecutionCompletedEvent):
+        return m.AgentCompleted(agent=_role(event.agent), output=event.output, at=at)
+    if isinstance(event, ae.AgentExecutionErrorEvent):
+        return m.LogLine(level="error", source=_role(event.agent), message=event.error, at=at)
+    task = getattr(event, "task", None)
+    task_name = str(getattr(event, "task_name", None) or getattr(task, "name", None) or "")
+    task_agent = _role(getattr(task, "agent", None))
+    if isinstance(event, te.TaskStartedEvent):
+        return m.TaskStarted(task=task_name, agent=task_agent, at=at)
+    if isinstance(event, te.TaskCompletedEvent):
+        return m.TaskCompleted(task=task_name, agent=task_agent, output=event.output.raw, at=at)
+    if isinstance(event, te.TaskFailedEvent):
+        return m.TaskFailed(task=task_name, agent=task_agent, error=event.error, at=at)
+    if isinstance(event, (tue.ToolUsageFinishedEvent, tue.ToolUsageErrorEvent)):
+        args = event.tool_args if isinstance(event.tool_args, str) else json.dumps(event.tool_args, default=str)
+        finished = isinstance(event, tue.ToolUsageFinishedEvent)
+        return m.ToolUsed(
+            tool=event.tool_name, input=args,
+            output=str(event.output) if finished else None,
+            error=None if finished else str(event.error),
+            agent=_role(event.agent) or event.agent_role, task=event.task_name, at=at,
+        )
+    if isinstance(event, (tue.ToolSelectionErrorEvent, tue.ToolValidateInputErrorEvent)):
+        return m.LogLine(level="warning", source=event.agent_role or "tool", message=str(event.error), at=at)
+    return None
+
+
+class EventForwarder:
+    """Stream sink that forwards crewai events in emission order.
+
+    Handlers registered with ``crewai_event_bus.on`` run on a thread pool, so
+    their order is not the emission order; stream sinks are called inline by
+    ``crewai_event_bus.emit`` in the emitting thread, which keeps the order.
+    """
+
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+
+    def __call__(self, source: Any, event: Any) -> None:
+        try:
+            message = translate(event)
+        except Exception as exc:
+            message = m.LogLine(level="warning", source="runtime", message=f"cannot forward {event.type}: {exc!r}")
+        if message is not None:
+            self._sender.send(message)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (MissingCredential, UnknownTool, JobError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def main(conn: Connection, payload: bytes, tool_factory: ToolFactory | None = None) -> None:
+    """Child entry point: run the job, then send exactly one terminal message."""
+    sender = Sender(conn)
+    try:
+        job = m.decode_job(payload)
+        sender.log("info", "runtime", f"child started for execution {job.execution_id}")
+        check_credentials(job)
+        crew = build_crew(job, sender, tool_factory or builtin_tool_factory)
+        sender.log("info", "runtime", f"crew built: {len(job.agents)} agents, {len(job.tasks)} tasks")
+        add_stream_sink(EventForwarder(sender))
+        started = time.perf_counter()
+        output = crew.kickoff(inputs=dict(job.inputs))
+        sender.log("info", "runtime", f"crew finished in {time.perf_counter() - started:.2f} s")
+        sender.send(m.CrewCompleted(result=output.raw))
+    except Exception as exc:
+        sender.send(m.CrewFailed(error=_describe(exc)))
+    finally:
+        conn.close()
+
+
+def _warm() -> None:
+    """Run one offline call now (tokenizer, lazy litellm imports) so children skip it."""
+    complete("offline/echo", [{"role": "user", "content": "warm up"}], {})
+
+
+_warm()

@@ -1,0 +1,242 @@
+"""The service's single LiteLLM entry point, plus deterministic offline models.
+
+Every model call in Kasal-ES goes through :func:`complete` so that offline and
+real providers share one code path: ``litellm.completion`` with callbacks,
+usage accounting and cost computation.  Offline models (``offline/echo``,
+``offline/slow``) are served by LiteLLM's ``mock_response`` mechanism, backed
+by a real model name so that cost lookups work against the local cost map.
+Credentials are passed per call (``api_key=``) and never written to
+``os.environ``, because one service process runs crews for many users.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import litellm
+
+OFFLINE_PROVIDER = "offline"
+OFFLINE_DELAYS: dict[str, float] = {"offline/echo": 0.0, "offline/slow": 0.2}
+BACKING_MODEL = "openai/gpt-4o-mini"
+
+# Providers reachable without an API key (local servers, ambient cloud auth).
+KEYLESS_PROVIDERS = frozenset({"offline", "ollama", "ollama_chat", "vertex_ai", "bedrock", "sagemaker", "lm_studio"})
+_KEY_NAMES = {"gemini": "GEMINI_API_KEY", "vertex_ai": "GOOGLE_APPLICATION_CREDENTIALS", "azure": "AZURE_API_KEY"}
+_BARE_PREFIXES = (
+    ("gpt-", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
+    ("chatgpt", "openai"), ("text-", "openai"), ("claude", "anthropic"),
+    ("gemini", "gemini"), ("mistral", "mistral"), ("command", "cohere"),
+)
+_TOOL_MARKER = re.compile(r"\[use ([\w-]+):\s*([^\]]*)\]")
+_TASK_LINE = re.compile(r"Current Task:\s*(.+)")
+
+
+class MissingCredential(RuntimeError):
+    """A real provider's model was requested but no API key was supplied for it."""
+
+    def __init__(self, model: str, provider: str) -> None:
+        self.model = model
+        self.provider = provider
+        self.key_name = credential_name(provider)
+        super().__init__(
+            f"model {model!r} needs a {provider} API key: add {self.key_name} to the credentials"
+        )
+
+
+@dataclass(frozen=True)
+class CompletionResult:
+    """What one model call produced and cost, for events and budgets."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    latency_ms: float
+
+
+def provider_of(model: str) -> str:
+    """Name the provider serving ``model`` ("gpt-4o" -> "openai")."""
+    if "/" in model:
+        return model.split("/", 1)[0]
+    entry = litellm.model_cost.get(model)
+    if entry and entry.get("litellm_provider"):
+        return str(entry["litellm_provider"])
+    for prefix, provider in _BARE_PREFIXES:
+        if model.startswith(prefix):
+            return provider
+    try:
+        return str(litellm.get_llm_provider(model)[1])
+    except Exception as exc:
+        raise ValueError(f"cannot tell which provider serves model {model!r}; prefix it, e.g. 'openai/{model}'") from exc
+
+
+def credential_name(provider: str) -> str:
+    """The conventional environment-style name of a provider's key, for messages."""
+    return _KEY_NAMES.get(provider, f"{provider.upper()}_API_KEY")
+
+
+def is_offline(model: str) -> bool:
+    """True for the built-in models that never leave the process."""
+    return model in OFFLINE_DELAYS
+
+
+def require_credential(model: str, credentials: Mapping[str, str]) -> str | None:
+    """The API key for ``model`` (None for keyless providers); never reads os.environ."""
+    if is_offline(model):
+        return None
+    provider = provider_of(model)
+    if provider == OFFLINE_PROVIDER:
+        raise ValueError(f"unknown offline model {model!r}; choose one of {sorted(OFFLINE_DELAYS)}")
+    key = credentials.get(provider) or credentials.get(credential_name(provider))
+    if key is None and provider not in KEYLESS_PROVIDERS:
+        raise MissingCredential(model, provider)
+    return key
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+def prompt_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """Flatten chat messages into one readable string (for events and hashing)."""
+    return "\n\n".join(f"{m.get('role', 'user')}: {_content_text(m.get('content'))}" for m in messages)
+
+
+def _task_line(text: str) -> str:
+    """The current task's description; other text (e.g. context) is not obeyed."""
+    match = _TASK_LINE.search(text)
+    return match.group(1) if match else text
+
+
+def _summary(task: str) -> str:
+    words = task.split()
+    return " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
+
+
+def _observations(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Tool results CrewAI appended to earlier assistant turns (not the instructions)."""
+    found: list[str] = []
+    for message in messages:
+        if message.get("role") == "assistant":
+            found += re.findall(r"Observation:\s*(.+)", _content_text(message.get("content")))
+    return [item.strip() for item in found]
+
+
+def _tool_step(task: str) -> str:
+    """The ReAct action a ``[use tool: input]`` marker asks for."""
+    marker = _TOOL_MARKER.search(task)
+    assert marker is not None
+    tool, raw = marker.group(1), marker.group(2).strip()
+    if raw.startswith("{"):
+        action_input = raw
+    elif tool == "calculator":
+        action_input = json.dumps({"expression": raw})
+    else:
+        action_input = "{}" if not raw else json.dumps({"input": raw})
+    return f"Thought: I should use the {tool} tool.\nAction: {tool}\nAction Input: {action_input}"
+
+
+def offline_answer(model: str, messages: Sequence[Mapping[str, Any]]) -> str:
+    """Deterministic reply for an offline model, derived only from the prompt.
+
+    Crew prompts (which ask for a ``Final Answer:``) get ReAct-formatted replies,
+    with one tool step first when the current task carries a ``[use tool: input]``
+    marker; any other prompt gets a plain one-line answer.
+    """
+    text = prompt_text(messages)
+    task = _task_line(text)
+    observed = _observations(messages)
+    react = "Final Answer" in text
+    if react and not observed and _TOOL_MARKER.search(task):
+        return _tool_step(task)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    answer = f"[{model}] answer to: {_summary(task)} (digest {digest})"
+    if observed:
+        answer += f" | tool result: {observed[-1]}"
+    return f"Thought: I now can give a great answer\nFinal Answer: {answer}" if react else answer
+
+
+def offline_complete(model: str, prompt: str) -> str:
+    """Offline answer for a single-prompt request (used by AI generation)."""
+    return offline_answer(model, [{"role": "user", "content": prompt}])
+
+
+def _mock_payload(text: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A full ModelResponse dict, so usage reflects the real prompt and answer sizes."""
+    backing = BACKING_MODEL.split("/", 1)[1]
+    prompt_tokens = litellm.token_counter(model=backing, messages=list(messages))
+    completion_tokens = litellm.token_counter(model=backing, text=text, count_response_tokens=True)
+    return {
+        "model": backing,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def completion_kwargs(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    credentials: Mapping[str, str],
+    *,
+    mock_response: str | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """Arguments for ``litellm.completion``; raises MissingCredential before any I/O."""
+    kwargs: dict[str, Any] = {"messages": list(messages), **params}
+    if is_offline(model):
+        text = mock_response if mock_response is not None else offline_answer(model, messages)
+        kwargs.update(model=BACKING_MODEL, mock_response=_mock_payload(text, messages))
+        if OFFLINE_DELAYS[model]:
+            kwargs["mock_delay"] = OFFLINE_DELAYS[model]
+        return kwargs
+    api_key = require_credential(model, credentials)
+    kwargs["model"] = model
+    if api_key is not None:
+        kwargs["api_key"] = api_key
+    if mock_response is not None:
+        kwargs["mock_response"] = _mock_payload(mock_response, messages)
+    return kwargs
+
+
+def _cost(response: Any) -> float | None:
+    try:
+        return float(litellm.completion_cost(completion_response=response))
+    except Exception:
+        return None
+
+
+def complete(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    credentials: Mapping[str, str],
+    *,
+    mock_response: str | None = None,
+    **params: Any,
+) -> CompletionResult:
+    """Call a model through LiteLLM and report text, usage, cost and latency."""
+    kwargs = completion_kwargs(model, messages, credentials, mock_response=mock_response, **params)
+    started = time.perf_counter()
+    response = litellm.completion(**kwargs)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    usage = getattr(response, "usage", None)
+    return CompletionResult(
+        text=_content_text(response.choices[0].message.content),
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost=_cost(response),
+        latency_ms=latency_ms,
+    )

@@ -1,0 +1,145 @@
+"""Agents API: ``/api/v1/agents``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import Parameter
+
+from application.documents import DocumentService
+from domain.agent import Agent
+from interface.core import Core, Feature
+from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
+from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
+from projections.documents import DocumentProjection, DocumentView
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class AgentFields(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: Name | UnsetType = UNSET
+    llm: str | None | UnsetType = UNSET
+    tools: list[str] | UnsetType = UNSET
+    tool_configs: dict[str, Any] | UnsetType = UNSET
+    max_iter: Annotated[int, msgspec.Meta(ge=1, le=1000)] | UnsetType = UNSET
+    max_rpm: Annotated[int, msgspec.Meta(ge=1)] | None | UnsetType = UNSET
+    max_execution_time: Annotated[int, msgspec.Meta(ge=1)] | None | UnsetType = UNSET
+    verbose: bool | UnsetType = UNSET
+    allow_delegation: bool | UnsetType = UNSET
+    cache: bool | UnsetType = UNSET
+    memory: bool | UnsetType = UNSET
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None | UnsetType = UNSET
+    function_calling_llm: str | None | UnsetType = UNSET
+    system_template: str | None | UnsetType = UNSET
+    prompt_template: str | None | UnsetType = UNSET
+    response_template: str | None | UnsetType = UNSET
+    max_retry_limit: Annotated[int, msgspec.Meta(ge=0)] | UnsetType = UNSET
+    use_system_prompt: bool | UnsetType = UNSET
+    respect_context_window: bool | UnsetType = UNSET
+    allow_code_execution: bool | UnsetType = UNSET
+
+
+class AgentCreate(AgentFields, kw_only=True):
+    role: Text
+    goal: Text
+    backstory: Text
+
+
+class AgentUpdate(AgentFields, kw_only=True):
+    role: Text | UnsetType = UNSET
+    goal: Text | UnsetType = UNSET
+    backstory: Text | UnsetType = UNSET
+
+
+class AgentRead(Resource, kw_only=True):
+    name: str
+    role: str
+    goal: str
+    backstory: str
+    llm: str | None
+    tools: list[str]
+    tool_configs: dict[str, Any]
+    max_iter: int
+    max_rpm: int | None
+    max_execution_time: int | None
+    verbose: bool
+    allow_delegation: bool
+    cache: bool
+    memory: bool
+    temperature: float | None
+    function_calling_llm: str | None
+    system_template: str | None
+    prompt_template: str | None
+    response_template: str | None
+    max_retry_limit: int
+    use_system_prompt: bool
+    respect_context_window: bool
+    allow_code_execution: bool
+
+
+AgentPage = page_type(AgentRead, "AgentPage")
+
+
+class AgentsFeature(Feature):
+    name = "agents"
+
+    def __init__(self, core: Core) -> None:
+        super().__init__(core)
+        self.service = DocumentService(core.store, Agent, unique_names=False)
+        self.view = DocumentView(core.pool, "rm_agents")
+
+    def projections(self) -> list[Any]:
+        return [DocumentProjection.for_aggregate(Agent, "rm_agents")]
+
+    def route_handlers(self) -> list[Any]:
+        return [AgentController]
+
+
+class AgentController(Controller):
+    path = "/api/v1/agents"
+    tags = ["agents"]
+
+    @post("/", summary="Create an agent")
+    async def create(self, request: Request[Any, Any, Any], core: Core, data: AgentCreate) -> Response[AgentRead]:
+        """Create an agent. Fields left out take Kasal's defaults."""
+        agents = core.get(AgentsFeature)
+        written = await core.run(agents.service.create, sent_fields(data))
+        headers = await settle(core, written)
+        agent = found(await agents.view.get(group_id(), written.id), "agent", written.id)
+        headers["Location"] = location(request, written.id)
+        return Response(to_struct(agent, AgentRead), status_code=201, headers=headers)
+
+    @get("/", summary="List agents")
+    async def list_agents(self, core: Core, limit: Limit = 20, offset: Offset = 0) -> AgentPage:  # type: ignore[valid-type]
+        """Agents of the caller's group, newest first."""
+        page = await core.get(AgentsFeature).view.list(group_id(), limit=limit, offset=offset)
+        return to_struct(page, AgentPage)
+
+    @get("/{agent_id:uuid}", summary="Get an agent")
+    async def get_agent(self, core: Core, agent_id: UUID) -> Response[AgentRead]:
+        """One agent of the caller's group; other groups' agents are 404."""
+        agent = found(await core.get(AgentsFeature).view.get(group_id(), agent_id), "agent", agent_id)
+        return Response(to_struct(agent, AgentRead), headers=etag(agent))
+
+    @put("/{agent_id:uuid}", summary="Update an agent")
+    async def update(
+        self, core: Core, agent_id: UUID, data: AgentUpdate, if_match: IfMatch = None
+    ) -> Response[AgentRead]:
+        """Change only the fields sent. ``If-Match: "<version>"`` makes the change conditional."""
+        agents = core.get(AgentsFeature)
+        written = await core.run(agents.service.change, agent_id, sent_fields(data), expected_version(if_match))
+        headers = await settle(core, written)
+        agent = found(await agents.view.get(group_id(), agent_id), "agent", agent_id)
+        return Response(to_struct(agent, AgentRead), headers=headers)
+
+    @delete("/{agent_id:uuid}", summary="Delete an agent", status_code=204)
+    async def remove(self, core: Core, agent_id: UUID, if_match: IfMatch = None) -> Response[None]:
+        """Delete an agent; tasks that pointed at it are unassigned (recorded as events)."""
+        agents = core.get(AgentsFeature)
+        written = await core.run(agents.service.delete, agent_id, expected_version(if_match))
+        headers = await settle(core, written)
+        return Response(None, status_code=204, headers=headers)

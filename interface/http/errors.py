@@ -1,0 +1,138 @@
+"""One error table (STYLE 6): exception type → status → body.
+
+Validation problems answer 422 in the pydantic shape existing Kasal clients
+parse; domain errors answer ``{detail, type, errors}``; anything unexpected is
+logged with its traceback and answered 500 without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
+
+from domain import errors as domain
+
+log = logging.getLogger("kasal.http")
+
+STATUS_OF: dict[type[domain.DomainError], int] = {
+    domain.NotFoundError: 404,
+    domain.ConflictError: 409,
+    domain.InvalidError: 422,
+    domain.BadRequestError: 400,
+    domain.ForbiddenError: 403,
+    domain.UnauthorizedError: 401,
+    domain.PreconditionFailedError: 412,
+}
+
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+_AT_PATH = re.compile(r"at `\$(.*)`")
+
+
+def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def _loc(source: str, key: str | None) -> list[Any]:
+    parts: list[Any] = [source]
+    if key:
+        for piece in re.split(r"\.|\[(\d+)\]", key):
+            if piece:
+                parts.append(int(piece) if piece.isdigit() else piece)
+    return parts
+
+
+def _lookup(body: Any, loc: list[Any]) -> Any:
+    value = body
+    for part in loc[1:]:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def pydantic_detail(messages: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]:
+    """Reshape Litestar/msgspec validation messages into pydantic's error list."""
+    detail = []
+    for item in messages:
+        message = str(item.get("message", "Invalid value"))
+        source = str(item.get("source") or "body")
+        key = item.get("key")
+        if key == "data":  # Litestar's name for the whole body
+            key = None
+        missing = _MISSING_FIELD.search(message)
+        if missing:
+            loc = _loc(source, ".".join(filter(None, [key if key and key != missing.group(1) else None, missing.group(1)])))
+            detail.append({"type": "missing", "loc": loc, "msg": "Field required", "input": _lookup(body, loc[:-1]) if len(loc) > 1 else body})
+            continue
+        loc = _loc(source, key)
+        kind = "json_invalid" if "JSON" in message or "malformed" in message.lower() else "value_error"
+        if message.startswith("Expected"):
+            kind = "type_error"
+        detail.append({"type": kind, "loc": loc, "msg": message, "input": _lookup(body, loc) if source == "body" else None})
+    return detail or [{"type": "value_error", "loc": ["body"], "msg": "Invalid request", "input": None}]
+
+
+def _body_of(request: Request[Any, Any, Any]) -> Any:
+    """The already-read JSON body, for the ``input`` of each error (None if unread or not JSON)."""
+    from litestar.utils.empty import value_or_default
+
+    raw = value_or_default(request._connection_state.body, b"")
+    try:
+        return msgspec.json.decode(raw) if raw else None
+    except msgspec.DecodeError:
+        return None
+
+
+def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    messages = exc.extra if isinstance(exc.extra, list) else []
+    if not messages:
+        messages = [{"message": exc.detail, "source": "body"}]
+    body = _body_of(request)
+    return _json({"detail": pydantic_detail(messages, body)}, HTTP_422_UNPROCESSABLE_ENTITY)
+
+
+def domain_handler(request: Request[Any, Any, Any], exc: domain.DomainError) -> Response[Any]:
+    status = next((code for cls, code in STATUS_OF.items() if isinstance(exc, cls)), 400)
+    errors = [{"field": f, "message": m} for f, m in exc.errors]
+    return _json({"detail": exc.detail, "type": exc.type, "errors": errors}, status)
+
+
+def msgspec_handler(request: Request[Any, Any, Any], exc: msgspec.ValidationError) -> Response[Any]:
+    message = str(exc)
+    path = _AT_PATH.search(message)
+    item = {"message": message.split(" - ")[0], "key": (path.group(1).lstrip(".") if path else None), "source": "body"}
+    return _json({"detail": pydantic_detail([item], None)}, HTTP_422_UNPROCESSABLE_ENTITY)
+
+
+def http_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException):
+        # A body that is not JSON at all: FastAPI (and so Kasal) answers 422 json_invalid.
+        detail = [{"type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc.detail}", "input": None}]
+        return _json({"detail": detail}, HTTP_422_UNPROCESSABLE_ENTITY)
+    if exc.status_code >= 500:
+        log.error("HTTP %s on %s %s: %s", exc.status_code, request.method, request.url.path, exc.detail)
+        return _json({"detail": "Internal server error"}, exc.status_code)
+    kind = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+            413: "request_too_large"}.get(exc.status_code, "http_error")
+    return _json({"detail": exc.detail, "type": kind, "errors": []}, exc.status_code, exc.headers)
+
+
+def internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _json({"detail": "Internal server error"}, HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ValidationException: validation_handler,
+    domain.DomainError: domain_handler,
+    msgspec.ValidationError: msgspec_handler,
+    HTTPException: http_handler,
+    Exception: internal_handler,
+}

@@ -1,0 +1,43 @@
+"""Shared wire-shape helpers for msgspec Structs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+
+class Resource(msgspec.Struct, kw_only=True):
+    """Fields every resource answers with."""
+
+    id: str
+    group_id: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
+def sent_fields(struct: msgspec.Struct) -> dict[str, Any]:
+    """The fields a client actually sent (UNSET ones left out), as plain data."""
+    data = msgspec.to_builtins(struct)
+    return {k: v for k, v in data.items() if v is not UNSET}
+
+
+def page_type(item: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:
+    """A list envelope ``{items, total, limit, offset, has_more}`` of ``item``."""
+    return msgspec.defstruct(
+        name,
+        [("items", list[item]), ("total", int), ("limit", int), ("offset", int), ("has_more", bool)],  # type: ignore[valid-type]
+        kw_only=True,
+    )
+
+
+def to_struct(data: Any, cls: type[Any]) -> Any:
+    return msgspec.convert(data, cls, strict=False)
+
+
+__all__ = ["Resource", "sent_fields", "page_type", "to_struct", "UNSET", "UnsetType"]

@@ -1,0 +1,84 @@
+"""All configuration, read from the environment in one place (STYLE 7)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+# CrewAI and LiteLLM reach for the network (telemetry, version checks, cost
+# maps) unless told not to; with no network each attempt waits on a timeout.
+QUIET_LIBRARIES = {
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "CREWAI_TRACING_ENABLED": "false",
+    "CREWAI_DISABLE_VERSION_CHECK": "true",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+}
+
+AUTH_MODES = ("local", "token", "databricks")
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on", "y"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    home: Path = Path(".kasal")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth_mode: str = "local"
+    docs_enabled: bool = True
+    secret_key: str | None = None
+    read_your_writes_timeout: float = 5.0
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_concurrent_executions: int = 2
+    reject_when_busy: bool = False
+    execution_timeout: float = 3600.0
+    run_workers: bool = True
+    run_scheduler: bool = True
+    default_model: str = "offline/echo"
+    log_level: str = "INFO"
+    pool_size: int = 10
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            database_url=env.get("KASAL_DATABASE_URL") or None,
+            home=Path(env.get("KASAL_HOME", ".kasal")),
+            host=env.get("KASAL_HOST", "127.0.0.1"),
+            port=int(env.get("KASAL_PORT", "8000")),
+            auth_mode=env.get("KASAL_AUTH_MODE", "local"),
+            docs_enabled=_bool(env.get("DOCS_ENABLED"), True),
+            secret_key=env.get("KASAL_SECRET_KEY") or None,
+            read_your_writes_timeout=float(env.get("KASAL_READ_YOUR_WRITES_TIMEOUT", "5")),
+            max_body_bytes=int(env.get("KASAL_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
+            max_concurrent_executions=int(env.get("KASAL_MAX_CONCURRENT_EXECUTIONS", "2")),
+            reject_when_busy=_bool(env.get("KASAL_REJECT_WHEN_BUSY"), False),
+            execution_timeout=float(env.get("KASAL_EXECUTION_TIMEOUT", "3600")),
+            run_workers=_bool(env.get("KASAL_RUN_WORKERS"), True),
+            run_scheduler=_bool(env.get("KASAL_RUN_SCHEDULER"), True),
+            default_model=env.get("KASAL_DEFAULT_MODEL", "offline/echo"),
+            log_level=env.get("KASAL_LOG_LEVEL", "INFO"),
+            pool_size=int(env.get("KASAL_POOL_SIZE", "10")),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def quiet_libraries() -> None:
+    """Apply QUIET_LIBRARIES before crewai or litellm are imported (user values win)."""
+    for key, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(key, value)
+
+
+def test_database_url() -> str | None:
+    return os.environ.get("KASAL_TEST_DATABASE_URL") or None

@@ -1,0 +1,35 @@
+"""What a read model is to the projector.
+
+A projection owns its tables: it creates them, drops them, and folds events
+into them. Its ``apply`` runs inside the projector's transaction for a page of
+notifications, so a page and the tracking position commit together.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from psycopg import Cursor
+
+
+class Projection:
+    """Base for read models; subclasses set ``name``, ``tables``, ``ddl`` and ``topics``."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    tables: ClassVar[tuple[str, ...]]
+    ddl: ClassVar[str]
+
+    def topics(self) -> frozenset[str]:
+        """Stored-event topics this projection folds; others are never decoded for it."""
+        raise NotImplementedError
+
+    def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
+        raise NotImplementedError
+
+    def create_tables(self, cur: Cursor[Any]) -> None:
+        cur.execute(self.ddl)
+
+    def drop_tables(self, cur: Cursor[Any]) -> None:
+        for table in self.tables:
+            cur.execute(f"DROP TABLE IF EXISTS {table} CASCADE")

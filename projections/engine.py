@@ -1,0 +1,278 @@
+"""The projector: folds the event log into read-model tables, a page at a time.
+
+One transaction per page applies up to ``page_size`` notifications to every
+projection and moves each projection's tracking row, so a crash anywhere
+leaves tables and positions consistent (exactly-once, restartable). It is
+woken right after each local save and polls briefly for other processes'
+writes. With several processes, the one holding a PostgreSQL advisory lock
+writes; the others follow the tracking table so their read-your-writes waits
+still resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+
+from application.store import KasalStore
+from projections.base import Projection
+
+log = logging.getLogger("kasal.projector")
+
+ADVISORY_LOCK_KEY = 0x6B6173616C  # "kasal"
+TRACKING_DDL = """
+CREATE TABLE IF NOT EXISTS projection_tracking (
+    name text PRIMARY KEY,
+    version integer NOT NULL,
+    position bigint NOT NULL
+)
+"""
+
+
+class Projector:
+    """Runs every projection over the one log; also answers "has position N been projected?"."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        store: KasalStore,
+        projections: Sequence[Projection],
+        *,
+        page_size: int = 1000,
+        poll_interval: float = 0.1,
+    ) -> None:
+        self.conninfo = conninfo
+        self.store = store
+        self.projections = list(projections)
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+        self.position = 0
+        self.leader = False
+        self.last_error: str | None = None
+        self._positions: dict[str, int] = {}
+        self._topics = {p.name: p.topics() for p in self.projections}
+        self._conn: psycopg.Connection[Any] | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._thread = threading.Thread(target=self._run, name="kasal-projector", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def wake(self, position: int | None = None) -> None:
+        self._wake.set()
+
+    # -- waiting ---------------------------------------------------------
+
+    async def wait_for(self, position: int | None, timeout: float) -> bool:
+        """Wait until ``position`` is projected; False if the timeout passed first."""
+        if position is None or self.position >= position:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (position, future)
+        self._waiters.append(entry)
+        self.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return True
+        except TimeoutError:
+            return self.position >= position
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+    def wait_sync(self, position: int | None, timeout: float) -> bool:
+        if position is None:
+            return True
+        self.wake()
+        with self._cond:
+            return self._cond.wait_for(lambda: self.position >= position, timeout)
+
+    def _advance(self, position: int) -> None:
+        if position <= self.position:
+            return
+        self.position = position
+        with self._cond:
+            self._cond.notify_all()
+        if self._loop is not None and self._waiters:
+            try:
+                self._loop.call_soon_threadsafe(self._release_waiters)
+            except RuntimeError:
+                pass
+
+    def _release_waiters(self) -> None:
+        for wanted, future in list(self._waiters):
+            if wanted <= self.position and not future.done():
+                future.set_result(None)
+
+    # -- the loop --------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                busy = self._step()
+                self.last_error = None
+            except Exception as exc:  # keep projecting after transient database errors
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("projector step failed; retrying")
+                self._reset_connection()
+                self._stop.wait(1.0)
+                continue
+            if not busy:
+                self._wake.wait(self.poll_interval)
+
+    def _step(self) -> bool:
+        conn = self._connection()
+        if not self.leader:
+            self.leader = self._try_lead(conn)
+            if self.leader:
+                self._prepare(conn)
+        if self.leader:
+            return self.project_page(conn) == self.page_size
+        self._follow(conn)
+        return False
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.conninfo, autocommit=True)
+            self.leader = False
+        return self._conn
+
+    def _reset_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+        self._conn = None
+        self.leader = False
+
+    def _try_lead(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()
+        return bool(row and row[0])
+
+    def _follow(self, conn: psycopg.Connection[Any]) -> None:
+        row = conn.execute("SELECT min(position) FROM projection_tracking").fetchone()
+        if row and row[0] is not None:
+            self._advance(int(row[0]))
+
+    # -- schema ----------------------------------------------------------
+
+    def _prepare(self, conn: psycopg.Connection[Any]) -> None:
+        """Create missing tables; rebuild projections whose version changed."""
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(TRACKING_DDL)
+            cur.execute("SELECT name, version, position FROM projection_tracking")
+            known = {name: (version, position) for name, version, position in cur.fetchall()}
+            for projection in self.projections:
+                version, position = known.get(projection.name, (None, 0))
+                if version != projection.version:
+                    if version is not None:
+                        log.info("projection %s changed version; rebuilding", projection.name)
+                    projection.drop_tables(cur)
+                    position = 0
+                projection.create_tables(cur)
+                cur.execute(
+                    "INSERT INTO projection_tracking (name, version, position) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position",
+                    (projection.name, projection.version, position),
+                )
+                self._positions[projection.name] = position
+        self._advance(min(self._positions.values(), default=0))
+
+    def project_page(self, conn: psycopg.Connection[Any]) -> int:
+        """Apply the next page of notifications; returns how many were read."""
+        start = min(self._positions.values(), default=0)
+        notifications = self.store.recorder.select_notifications(start=start + 1, limit=self.page_size)
+        if not notifications:
+            self._advance(start)
+            return 0
+        last = notifications[-1].id
+        with conn.transaction(), conn.cursor() as cur:
+            for notification in notifications:
+                event = None
+                for projection in self.projections:
+                    if notification.id <= self._positions[projection.name]:
+                        continue
+                    if notification.topic not in self._topics[projection.name]:
+                        continue
+                    if event is None:
+                        event = self.store.mapper.to_domain_event(notification)
+                    projection.apply(cur, event, notification.id)
+            cur.execute(
+                "UPDATE projection_tracking SET position = %s WHERE name = ANY(%s) AND position < %s",
+                (last, [p.name for p in self.projections], last),
+            )
+        for name in self._positions:
+            self._positions[name] = max(self._positions[name], last)
+        self._advance(last)
+        return len(notifications)
+
+    # -- maintenance -----------------------------------------------------
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Drop every read model and fold the whole log again; returns events read."""
+        total = self.store.max_position()
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(TRACKING_DDL)
+                    for projection in self.projections:
+                        projection.drop_tables(cur)
+                    cur.execute("DELETE FROM projection_tracking")
+                self._positions.clear()
+                self.position = 0
+                self._prepare(conn)
+                read = 0
+                while True:
+                    n = self.project_page(conn)
+                    read += n
+                    if progress is not None:
+                        progress(min(self.position, total), total)
+                    if n < self.page_size:
+                        return read
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+
+    def catch_up(self) -> int:
+        """Project everything now, in the calling thread (CLI, tests, benchmarks)."""
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+            try:
+                self._prepare(conn)
+                read = 0
+                while (n := self.project_page(conn)) > 0:
+                    read += n
+                return read
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+
+    def lag(self) -> int:
+        return max(0, self.store.max_position() - self.position)

@@ -1,0 +1,99 @@
+"""Shared fixtures: a PostgreSQL server, fresh databases, and apps built on them.
+
+The server is ``KASAL_TEST_DATABASE_URL`` when set (CI points it at the
+machine's PostgreSQL), else an embedded one started for the session. Every
+database a test creates is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from interface.settings import Settings, quiet_libraries
+
+quiet_libraries()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A libpq URL of a server we may create databases on."""
+    url = os.environ.get("KASAL_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from interface.embedded_pg import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    yield server.start()
+    server.stop()
+
+
+class Databases:
+    """Creates uniquely named databases on the server and drops them at the end."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.created: list[str] = []
+
+    def create(self) -> str:
+        name = f"kasal_t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        params = conninfo_to_dict(self.server_url)
+        params["dbname"] = name
+        return make_conninfo(**params)
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            for name in self.created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.clear()
+
+
+@pytest.fixture(scope="session")
+def databases(pg_server: str) -> Iterator[Databases]:
+    dbs = Databases(pg_server)
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture
+def database_url(databases: Databases) -> str:
+    """A fresh, empty database for one test."""
+    return databases.create()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        home=tmp_path / "home",
+        secret_key="test-secret-key-for-kasal",
+        run_workers=False,
+        run_scheduler=False,
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[object]:
+    """An HTTP client on a fully started app (lifespan run) over a fresh database."""
+    from litestar.testing import AsyncTestClient
+
+    from interface.app import create_app
+
+    app = create_app(settings)
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
