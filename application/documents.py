@@ -93,7 +93,7 @@ class DocumentService(Generic[D]):
 
         # With an explicit expected version the caller asked for exactly that version:
         # a concurrent change is a 412, not something to paper over by re-applying.
-        return retry_on_conflict(attempt, attempts=1 if expected_version is not None else 5)
+        return retry_on_conflict(attempt, attempts=1 if expected_version is not None else 16)
 
     def _load_expecting(self, document_id: UUID, expected_version: int | None) -> D:
         document = self.get(document_id)

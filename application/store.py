@@ -8,6 +8,8 @@ errors into domain errors (STYLE 4) and the optimistic-concurrency retry.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
@@ -92,17 +94,20 @@ class KasalStore(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
 
-def retry_on_conflict(attempt: Callable[[], T], *, attempts: int = 5) -> T:
+def retry_on_conflict(attempt: Callable[[], T], *, attempts: int = 16) -> T:
     """Run a load-change-save ``attempt`` again on a version conflict.
 
     Only for changes that commute (re-applying them to the fresh version is
     what the user meant); after ``attempts`` losses the caller gets a 409.
+    A short random back-off keeps many writers of one aggregate from
+    colliding in lock-step.
     """
-    for _ in range(attempts - 1):
+    for n in range(attempts - 1):
         try:
             return attempt()
         except IntegrityError:
             log.debug("version conflict, retrying on the fresh aggregate")
+            time.sleep(random.uniform(0, 0.002 * 2 ** min(n, 5)))
     try:
         return attempt()
     except IntegrityError:

@@ -20,6 +20,7 @@ from interface.http.auth import Authenticator, LocalAuthenticator
 from interface.http.errors import EXCEPTION_HANDLERS
 from interface.http.docs import docs_handlers
 from interface.http.health import health
+from interface.http.input_rules import refuse_nul_characters
 from interface.http.middleware import request_context_middleware, role_guard
 from interface.settings import Settings, quiet_libraries
 from projections.engine import Projector
@@ -91,6 +92,7 @@ def create_app(
         version="1.0.0",
         description="Event-sourced implementation of the Kasal REST API.",
         path="/api-docs",
+        use_handler_docstrings=True,
         render_plugins=[SwaggerRenderPlugin(path="/")],
     ) if settings.docs_enabled else None
 
@@ -103,6 +105,7 @@ def create_app(
         lifespan=[lifespan],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
+        before_request=refuse_nul_characters,
         debug=False,
     )
     app.state.kasal = core
@@ -111,4 +114,15 @@ def create_app(
 
 
 def default_authenticator(settings: Settings, core: Core) -> Authenticator:
-    return LocalAuthenticator()
+    """``settings.auth_mode``: local (default), token, or databricks (DESIGN §6)."""
+    from interface.http.auth import DatabricksAuthenticator, TokenAuthenticator
+    from interface.http.tokens import TokensFeature
+
+    if settings.auth_mode == "local":
+        return LocalAuthenticator()
+    tokens = TokenAuthenticator(core.get(TokensFeature).lookup)
+    if settings.auth_mode == "token":
+        return tokens
+    if settings.auth_mode == "databricks":
+        return DatabricksAuthenticator(tokens)
+    raise ValueError(f"unknown auth mode {settings.auth_mode!r}; use local, token or databricks")

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from interface.cli_tokens import add_tokens_parser, tokens
 from interface.settings import Settings, quiet_libraries
 
 log = logging.getLogger("kasal")
@@ -73,6 +74,19 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("worker")
+def worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run crews (claim and execute PENDING executions) without serving HTTP."""
+    import asyncio
+
+    from interface.app import build_core
+    from interface.worker import run_worker, worker_settings
+
+    with database(worker_settings(settings)) as ready:
+        asyncio.run(run_worker(build_core(ready)))
+    return 0
+
+
 @command("projections")
 def projections(args: argparse.Namespace, settings: Settings) -> int:
     """``kasal projections rebuild``: fold every read model again from the event log."""
@@ -105,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API (embedded PostgreSQL unless KASAL_DATABASE_URL)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    sub.add_parser("worker", help="run crews for a shared database (no HTTP)")
     p = sub.add_parser("projections", help="maintain read models")
     p.add_argument("action", choices=["rebuild"])
     for extend in PARSER_EXTENSIONS:
@@ -113,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 PARSER_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+PARSER_EXTENSIONS.append(add_tokens_parser)
+COMMANDS["tokens"] = tokens
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,7 @@ class Projector:
         self.projections = list(projections)
         self.page_size = page_size
         self.poll_interval = poll_interval
-        self.position = 0
+        self.position = -1  # below any log position until the tables exist, so waiting for 0 waits for them
         self.leader = False
         self.last_error: str | None = None
         self._positions: dict[str, int] = {}

@@ -8,12 +8,13 @@ and nesting limits (and how YAML aliases are handled) are documented in
 """
 
 from ._model import CrewReport, Finding, ParsedCrew
-from ._parse import MAX_DEPTH, MAX_NODES, MAX_TEXT_BYTES, parse_config_map
+from ._parse import MAX_DEPTH, MAX_KEY_LENGTH, MAX_NODES, MAX_TEXT_BYTES, parse_config_map
 from ._placeholders import fill_placeholders, missing_inputs
 from ._validate import validate_crew
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_KEY_LENGTH",
     "MAX_NODES",
     "MAX_TEXT_BYTES",
     "CrewReport",

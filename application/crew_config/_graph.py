@@ -1,54 +1,60 @@
 """Cycle detection over task ``context`` references.
 
 Iterative on purpose: a long chain of tasks must not hit Python's recursion
-limit, because validation promises never to raise.
+limit, because validation promises never to raise.  The number of cycles
+reported is capped so that a crafted config cannot make the report (each
+cycle is a path of task names) grow quadratically.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-_ACTIVE, _DONE = 1, 2
+MAX_CYCLES = 20
 
 
-def find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """Cycles as closed paths (``["a", "b", "a"]``), one per back edge, each once.
+def find_cycles(graph: Mapping[str, Sequence[str]], limit: int = MAX_CYCLES) -> list[list[str]]:
+    """Up to ``limit`` cycles as closed paths (``["a", "b", "a"]``), each once.
 
     Roots are visited in key order so the reported paths start where a reader
     of the YAML would start.  Not every elementary cycle is listed, but every
-    cyclic group of tasks yields at least one, which is enough to fix it.
+    cyclic group of tasks yields at least one (below the limit), which is
+    enough to fix it.
     """
-    state: dict[str, int] = {}
+    done: set[str] = set()
     cycles: list[list[str]] = []
     seen: set[tuple[str, ...]] = set()
     for root in graph:
-        if root not in state:
-            _walk(root, graph, state, cycles, seen)
+        if root not in done and len(cycles) < limit:
+            _walk(root, graph, done, cycles, seen, limit)
     return cycles
 
 
 def _walk(
     root: str,
     graph: Mapping[str, Sequence[str]],
-    state: dict[str, int],
+    done: set[str],
     cycles: list[list[str]],
     seen: set[tuple[str, ...]],
+    limit: int,
 ) -> None:
     """Depth-first search from ``root`` with an explicit stack."""
     path = [root]
+    on_path = {root: 0}
     pending = [iter(graph.get(root, ()))]
-    state[root] = _ACTIVE
-    while pending:
+    while pending and len(cycles) < limit:
         target = next(pending[-1], None)
         if target is None:
-            state[path.pop()] = _DONE
+            finished = path.pop()
+            del on_path[finished]
+            done.add(finished)
             pending.pop()
-        elif target not in state:
-            state[target] = _ACTIVE
+        elif target in on_path:
+            _record(path[on_path[target]:] + [target], cycles, seen)
+        elif target not in done:
+            on_path[target] = len(path)
             path.append(target)
             pending.append(iter(graph.get(target, ())))
-        elif state[target] == _ACTIVE:
-            _record(path[path.index(target):] + [target], cycles, seen)
 
 
 def _record(cycle: list[str], cycles: list[list[str]], seen: set[tuple[str, ...]]) -> None:

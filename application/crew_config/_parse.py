@@ -14,7 +14,12 @@ Limits, and why:
   iteratively and rejected when it exceeds ``MAX_NODES`` values,
   ``MAX_DEPTH`` levels or ``MAX_TEXT_BYTES`` characters of text, so later
   code and JSON encoders never recurse without bound.  Mapping keys must be
-  strings at every level, which keeps a report encodable as JSON.
+  strings at every level, which keeps a report encodable as JSON; strings
+  holding lone surrogates (from ``\\ud800``-style escapes) are rejected for
+  the same reason.
+* Agent and task keys are at most ``MAX_KEY_LENGTH`` characters: they are
+  repeated in the path of every finding about their entry, so an unbounded
+  key would let a small config produce an enormous report.
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ from collections.abc import Mapping
 import yaml
 
 from ._model import Finding
-from ._util import child, describe, item, noun_for
+from ._util import child, describe, encodable, item, noun_for
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MAX_TEXT_BYTES = 256 * 1024
 MAX_NODES = 50_000
 MAX_DEPTH = 64
+MAX_KEY_LENGTH = 100
 _MAX_KEY_FINDINGS = 20
+_SURROGATE = "contains an invalid Unicode escape (a lone surrogate such as \\ud800)"
 
 Decoded = tuple[object, list[Finding]]
 
@@ -110,6 +119,9 @@ def _decode_text(text: str, field: str) -> Decoded:
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_TEXT_BYTES:
         return None, [Finding(field, f"is too large ({size} bytes; the limit is {MAX_TEXT_BYTES})")]
+    if not encodable(text):
+        line, column = _line_column(text, next(i for i, c in enumerate(text) if not encodable(c)))
+        return None, [Finding(field, f"invalid text at line {line}, column {column}: {_SURROGATE}")]
     if not text.lstrip().startswith(("{", "[")):
         return _decode_yaml(text, field)
     data, json_findings = _decode_json(text, field)
@@ -134,13 +146,17 @@ def _decode_json(text: str, field: str) -> Decoded:
 def _decode_yaml(text: str, field: str) -> Decoded:
     """Safe YAML decoding: compose, measure the expanded size, then construct.
 
+    libyaml's loader is used when PyYAML has it: it is an order of magnitude
+    faster on large configs and refuses nesting deeper than 1000 levels
+    itself; the pure-Python loader turns deep nesting into ``RecursionError``.
+
     Any exception is reported rather than raised because validation must never
     fail on user input; SafeConstructor raises plain ``ValueError`` and friends
     for inputs such as ``!!int x`` or 5000-digit integers.
     """
-    loader: yaml.SafeLoader | None = None
+    loader = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             return None, []
@@ -171,12 +187,17 @@ def _marked_message(exc: yaml.MarkedYAMLError) -> str:
 
 def _reader_message(text: str, exc: yaml.reader.ReaderError) -> str:
     """Reader errors carry a character offset only; convert it to line/column."""
-    position = min(max(exc.position, 0), len(text))
-    line = text.count("\n", 0, position) + 1
-    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    line, column = _line_column(text, exc.position)
     character = exc.character
     what = f"#x{character:04x}" if isinstance(character, int) else repr(character)
     return f"invalid YAML at line {line}, column {column}: unacceptable character {what}: {exc.reason}"
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    position = min(max(position, 0), len(text))
+    line = text.count("\n", 0, position) + 1
+    return line, position - (text.rfind("\n", 0, position) + 1) + 1
 
 
 def _too_many_nodes() -> str:
@@ -203,44 +224,67 @@ def _expands_beyond(root: yaml.Node, limit: int) -> bool:
     return False
 
 
+# Where a value sits, as a linked list (parent, step, is_index), so that the
+# walk stays O(1) per value; paths are rendered only for the few findings.
+_Trail = tuple | None
+
+
 def _check_structure(data: object, field: str) -> tuple[bool, list[Finding]]:
     """Walk decoded data iteratively, enforcing the limits and string keys.
 
     Returns ``(usable, findings)``; a limit breach makes the data unusable,
     non-string keys are reported (a bounded number of them) but not fatal.
+    Text is counted per visit, so a string repeated through YAML aliases or
+    shared references counts every time it would be shown or copied.
     """
-    stack: list[tuple[object, str, int]] = [(data, field, 0)]
+    stack: list[tuple[object, _Trail, int]] = [(data, None, 0)]
     nodes = chars = 0
     findings: list[Finding] = []
     while stack:
-        value, path, depth = stack.pop()
+        value, trail, depth = stack.pop()
         nodes += 1
         if nodes > MAX_NODES:
             return False, [Finding(field, _too_many_nodes())]
         if depth > MAX_DEPTH:
-            return False, [Finding(path, f"is nested more than {MAX_DEPTH} levels deep")]
+            return False, [Finding(_render(field, trail), f"is nested more than {MAX_DEPTH} levels deep")]
         if isinstance(value, str):
             chars += len(value)
             if chars > MAX_TEXT_BYTES:
                 return False, [Finding(field, f"holds more than {MAX_TEXT_BYTES} characters of text")]
+            if not encodable(value):
+                return False, [Finding(_render(field, trail), _SURROGATE)]
         elif isinstance(value, Mapping):
-            stack.extend(_mapping_children(value, path, depth, findings))
+            stack.extend(_mapping_children(value, field, trail, depth, findings))
         elif isinstance(value, list | tuple | set | frozenset):
-            stack.extend((v, item(path, i), depth + 1) for i, v in reversed(list(enumerate(value))))
+            stack.extend((v, (trail, i, True), depth + 1) for i, v in reversed(list(enumerate(value))))
     return True, findings
 
 
 def _mapping_children(
-    value: Mapping, path: str, depth: int, findings: list[Finding]
-) -> list[tuple[object, str, int]]:
-    """Children of a mapping to visit (in reverse, so findings stay in order)."""
-    children = []
+    value: Mapping, field: str, trail: _Trail, depth: int, findings: list[Finding]
+) -> list[tuple[object, _Trail, int]]:
+    """Keys and values of a mapping to visit (in reverse, so findings stay in order)."""
+    children: list[tuple[object, _Trail, int]] = []
     for key, entry in value.items():
         if not isinstance(key, str) and len(findings) < _MAX_KEY_FINDINGS:
-            findings.append(Finding(path, f"has the non-string key {key!r}; keys must be strings"))
-        children.append((entry, child(path, key), depth + 1))
+            message = f"has the non-string key {key!r}; keys must be strings"
+            findings.append(Finding(_render(field, trail), message))
+        children.append((key, trail, depth + 1))
+        children.append((entry, (trail, key, False), depth + 1))
     children.reverse()
     return children
+
+
+def _render(field: str, trail: _Trail) -> str:
+    """The dotted path of a trail, e.g. ``agents_yaml.a.tools[0]``."""
+    steps = []
+    while trail is not None:
+        trail, step, is_index = trail
+        steps.append((step, is_index))
+    path = field
+    for step, is_index in reversed(steps):
+        path = item(path, step) if is_index else child(path, step)
+    return path
 
 
 def _string_keyed(
@@ -254,6 +298,10 @@ def _string_keyed(
             continue
         if not key.strip():
             findings.append(Finding(child(field, key), f"{noun} keys must not be blank"))
+            continue
+        if len(key) > MAX_KEY_LENGTH:
+            message = f"{noun} keys must be at most {MAX_KEY_LENGTH} characters, got {describe(key)}"
+            findings.append(Finding(field, message))
             continue
         mapping[key] = entry
     return mapping, findings

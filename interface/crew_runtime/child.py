@@ -14,20 +14,25 @@ from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
-import litellm
-from crewai import Agent, Crew, Process, Task
-from crewai.events.stream_context import add_stream_sink
-from crewai.events.types import agent_events as ae
-from crewai.events.types import crew_events as ce
-from crewai.events.types import task_events as te
-from crewai.events.types import tool_usage_events as tue
-from crewai.events.types.llm_events import LLMCallType
-from crewai.llms.base_llm import BaseLLM, llm_call_context
-from crewai.tools import BaseTool
-from pydantic import PrivateAttr
+from interface.crew_runtime.runtime import apply_quiet_environment
 
-from interface.crew_runtime import messages as m
-from interface.crew_runtime.offline_model import (
+apply_quiet_environment()  # before crewai/litellm: importing them otherwise starts network threads
+
+import litellm  # noqa: E402
+from crewai import Agent, Crew, Process, Task  # noqa: E402
+from crewai.events.stream_context import add_stream_sink  # noqa: E402
+from crewai.events.types import agent_events as ae  # noqa: E402
+from crewai.events.types import crew_events as ce  # noqa: E402
+from crewai.events.types import task_events as te  # noqa: E402
+from crewai.events.types import tool_usage_events as tue  # noqa: E402
+from crewai.events.types.llm_events import LLMCallType  # noqa: E402
+from crewai.llms.base_llm import BaseLLM, llm_call_context  # noqa: E402
+from crewai.tools import BaseTool  # noqa: E402
+from litellm._internal_context import is_internal_call  # noqa: E402
+from pydantic import PrivateAttr  # noqa: E402
+
+from interface.crew_runtime import messages as m  # noqa: E402
+from interface.crew_runtime.offline_model import (  # noqa: E402
     BACKING_MODEL,
     MissingCredential,
     complete,
@@ -35,7 +40,7 @@ from interface.crew_runtime.offline_model import (
     prompt_text,
     require_credential,
 )
-from interface.crew_runtime.tools import UnknownTool, builtin_tool_factory
+from interface.crew_runtime.tools import UnknownTool, builtin_tool_factory  # noqa: E402
 
 ToolFactory = Callable[[str], BaseTool]
 AGENT_OPTIONS = ("allow_delegation", "verbose", "max_iter", "max_rpm", "max_execution_time",
@@ -82,6 +87,10 @@ class ServiceLLM(BaseLLM):
         llm._sender = sender
         return llm
 
+    def supports_function_calling(self) -> bool:
+        """Tools and structured output use crewai's text (ReAct) protocol, for every model."""
+        return False
+
     def get_input_tokens_count(self, messages: Any, tools: Any = None, response_model: Any = None) -> int:
         """Count with LiteLLM's tokenizer instead of crewai's noisy 4-chars guess."""
         text = messages if isinstance(messages, str) else prompt_text(messages)
@@ -119,7 +128,7 @@ class ServiceLLM(BaseLLM):
                 model=self.model, prompt=prompt_text(messages), response=text,
                 prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                 latency_ms=result.latency_ms, cost=result.cost,
-                agent=getattr(from_agent, "role", None), task=getattr(from_task, "name", None),
+                agent=getattr(from_agent, "role", None), task=task_key(from_task),
             ))
         return text
 
@@ -133,6 +142,12 @@ def check_credentials(job: m.CrewJob) -> None:
         require_credential(model, job.credentials)
 
 
+def _field(spec: Mapping[str, Any], name: str, kind: str, key: str) -> Any:
+    if not spec.get(name):
+        raise JobError(f"{kind} {key!r} is missing {name!r}")
+    return spec[name]
+
+
 def build_crew(job: m.CrewJob, sender: Sender | None, tool_factory: ToolFactory) -> Crew:
     """Translate the job into crewai objects; inputs are interpolated by kickoff."""
     def llm(model: str) -> ServiceLLM:
@@ -143,7 +158,8 @@ def build_crew(job: m.CrewJob, sender: Sender | None, tool_factory: ToolFactory)
         options = {name: spec[name] for name in AGENT_OPTIONS if name in spec}
         options.setdefault("allow_delegation", False)
         agents[key] = Agent(
-            role=spec["role"], goal=spec["goal"], backstory=spec.get("backstory", ""),
+            role=_field(spec, "role", "agent", key), goal=_field(spec, "goal", "agent", key),
+            backstory=spec.get("backstory", ""),
             llm=llm(spec.get("llm") or job.model),
             tools=[tool_factory(name) for name in spec.get("tools", [])], **options,
         )
@@ -157,12 +173,14 @@ def build_crew(job: m.CrewJob, sender: Sender | None, tool_factory: ToolFactory)
         missing = [name for name in spec.get("context", []) if name not in tasks]
         if missing:
             raise JobError(f"task {key!r} uses context {missing} that is not an earlier task")
+        options = {name: spec[name] for name in TASK_OPTIONS if name in spec}
+        if "context" in spec:  # absent means crewai's default: the previous task's output
+            options["context"] = [tasks[name] for name in spec["context"]]
         tasks[key] = Task(
-            name=key, description=spec["description"], expected_output=spec["expected_output"],
+            name=key, description=_field(spec, "description", "task", key),
+            expected_output=_field(spec, "expected_output", "task", key),
             agent=agents.get(agent_key) if agent_key else None,
-            context=[tasks[name] for name in spec["context"]] if "context" in spec else None,
-            tools=[tool_factory(name) for name in spec.get("tools", [])],
-            **{name: spec[name] for name in TASK_OPTIONS if name in spec},
+            tools=[tool_factory(name) for name in spec.get("tools", [])], **options,
         )
     options: dict[str, Any] = {}
     if job.process == "hierarchical":
@@ -185,6 +203,17 @@ def _role(agent: Any) -> str:
     return str(getattr(agent, "role", "") or "")
 
 
+def task_key(task: Any) -> str | None:
+    """The job's key for a task; crewai's own tasks (e.g. the planner) get a short label."""
+    if task is None:
+        return None
+    name = getattr(task, "name", None)
+    if name:
+        return str(name)
+    words = str(getattr(task, "description", "")).split()
+    return "(crewai) " + " ".join(words[:6])
+
+
 def translate(event: Any) -> m.Message | None:
     """Map one crewai event to a wire message (None for events we do not forward)."""
     at = _at(event)
@@ -197,7 +226,7 @@ def translate(event: Any) -> m.Message | None:
     if isinstance(event, ae.AgentExecutionErrorEvent):
         return m.LogLine(level="error", source=_role(event.agent), message=event.error, at=at)
     task = getattr(event, "task", None)
-    task_name = str(getattr(event, "task_name", None) or getattr(task, "name", None) or "")
+    task_name = task_key(task) or str(getattr(event, "task_name", None) or "")
     task_agent = _role(getattr(task, "agent", None))
     if isinstance(event, te.TaskStartedEvent):
         return m.TaskStarted(task=task_name, agent=task_agent, at=at)
@@ -212,7 +241,7 @@ def translate(event: Any) -> m.Message | None:
             tool=event.tool_name, input=args,
             output=str(event.output) if finished else None,
             error=None if finished else str(event.error),
-            agent=_role(event.agent) or event.agent_role, task=event.task_name, at=at,
+            agent=_role(event.agent) or event.agent_role, task=task_key(event.from_task) or event.task_name, at=at,
         )
     if isinstance(event, (tue.ToolSelectionErrorEvent, tue.ToolValidateInputErrorEvent)):
         return m.LogLine(level="warning", source=event.agent_role or "tool", message=str(event.error), at=at)
@@ -266,8 +295,18 @@ def main(conn: Connection, payload: bytes, tool_factory: ToolFactory | None = No
 
 
 def _warm() -> None:
-    """Run one offline call now (tokenizer, lazy litellm imports) so children skip it."""
-    complete("offline/echo", [{"role": "user", "content": "warm up"}], {})
+    """Run one offline call now (tokenizer, lazy litellm imports) so children skip it.
+
+    The call is flagged internal so litellm does not start its logging thread:
+    the forkserver must stay single-threaded, or a lock held by that thread at
+    fork time could deadlock a child (and the child would inherit an executor
+    whose worker does not exist, silently dropping success callbacks).
+    """
+    token = is_internal_call.set(True)
+    try:
+        complete("offline/echo", [{"role": "user", "content": "warm up"}], {})
+    finally:
+        is_internal_call.reset(token)
 
 
 _warm()

@@ -19,7 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import litellm
+from interface.crew_runtime.runtime import apply_quiet_environment
+
+apply_quiet_environment()  # must precede the litellm import: it fetches its cost map at import
+
+import litellm  # noqa: E402
 
 OFFLINE_PROVIDER = "offline"
 OFFLINE_DELAYS: dict[str, float] = {"offline/echo": 0.0, "offline/slow": 0.2}
@@ -35,6 +39,7 @@ _BARE_PREFIXES = (
 )
 _TOOL_MARKER = re.compile(r"\[use ([\w-]+):\s*([^\]]*)\]")
 _TASK_LINE = re.compile(r"Current Task:\s*(.+)")
+_SCHEMA_MARKER = "according to the following OpenAPI schema:"
 
 
 class MissingCredential(RuntimeError):
@@ -45,7 +50,7 @@ class MissingCredential(RuntimeError):
         self.provider = provider
         self.key_name = credential_name(provider)
         super().__init__(
-            f"model {model!r} needs a {provider} API key: add {self.key_name} to the credentials"
+            f"model {model!r} (provider {provider!r}) needs an API key: add {self.key_name} to the credentials"
         )
 
 
@@ -73,7 +78,9 @@ def provider_of(model: str) -> str:
     try:
         return str(litellm.get_llm_provider(model)[1])
     except Exception as exc:
-        raise ValueError(f"cannot tell which provider serves model {model!r}; prefix it, e.g. 'openai/{model}'") from exc
+        raise ValueError(
+            f"cannot tell which provider serves model {model!r}; prefix it, e.g. 'openai/{model}'"
+        ) from exc
 
 
 def credential_name(provider: str) -> str:
@@ -112,10 +119,13 @@ def prompt_text(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(f"{m.get('role', 'user')}: {_content_text(m.get('content'))}" for m in messages)
 
 
-def _task_line(text: str) -> str:
-    """The current task's description; other text (e.g. context) is not obeyed."""
-    match = _TASK_LINE.search(text)
-    return match.group(1) if match else text
+def _task_line(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The current task's description (else the last user message); context is not obeyed."""
+    match = _TASK_LINE.search(prompt_text(messages))
+    if match:
+        return match.group(1)
+    users = [_content_text(m.get("content")) for m in messages if m.get("role", "user") == "user"]
+    return users[-1] if users else ""
 
 
 def _summary(task: str) -> str:
@@ -146,15 +156,58 @@ def _tool_step(task: str) -> str:
     return f"Thought: I should use the {tool} tool.\nAction: {tool}\nAction Input: {action_input}"
 
 
+def _requested_schema(text: str) -> dict[str, Any] | None:
+    """The JSON schema crewai embeds when it wants structured output (planning, output_pydantic)."""
+    at = text.find(_SCHEMA_MARKER)
+    if at < 0:
+        return None
+    start = text.find("{", at)
+    try:
+        found, _ = json.JSONDecoder().raw_decode(text, start)
+    except ValueError:
+        return None
+    if not isinstance(found, dict):
+        return None
+    nested = found.get("json_schema", found)
+    return nested.get("schema", nested) if isinstance(nested, dict) else None
+
+
+def _example(schema: dict[str, Any], defs: dict[str, Any], text: str) -> Any:
+    """A minimal instance of ``schema`` whose strings all carry ``text``."""
+    if "$ref" in schema:
+        return _example(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs, text)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+            return _example(options[0], defs, text)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {name: _example(sub, defs, text) for name, sub in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [_example(schema.get("items", {}), defs, text)]
+    if kind == "integer":
+        return max(1, int(schema.get("minimum", 1)))
+    if kind == "number":
+        return float(schema.get("minimum", 1.0))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return text
+
+
 def offline_answer(model: str, messages: Sequence[Mapping[str, Any]]) -> str:
     """Deterministic reply for an offline model, derived only from the prompt.
 
     Crew prompts (which ask for a ``Final Answer:``) get ReAct-formatted replies,
     with one tool step first when the current task carries a ``[use tool: input]``
-    marker; any other prompt gets a plain one-line answer.
+    marker; any other prompt gets a plain one-line answer.  When crewai asks for
+    output matching a JSON schema, the answer is a minimal instance of it.
     """
     text = prompt_text(messages)
-    task = _task_line(text)
+    task = _task_line(messages)
     observed = _observations(messages)
     react = "Final Answer" in text
     if react and not observed and _TOOL_MARKER.search(task):
@@ -163,12 +216,15 @@ def offline_answer(model: str, messages: Sequence[Mapping[str, Any]]) -> str:
     answer = f"[{model}] answer to: {_summary(task)} (digest {digest})"
     if observed:
         answer += f" | tool result: {observed[-1]}"
+    schema = _requested_schema(text)
+    if schema is not None:
+        answer = json.dumps(_example(schema, schema.get("$defs", {}), answer))
     return f"Thought: I now can give a great answer\nFinal Answer: {answer}" if react else answer
 
 
-def offline_complete(model: str, prompt: str) -> str:
+def offline_complete(model: str, prompt_text: str) -> str:
     """Offline answer for a single-prompt request (used by AI generation)."""
-    return offline_answer(model, [{"role": "user", "content": prompt}])
+    return offline_answer(model, [{"role": "user", "content": prompt_text}])
 
 
 def _mock_payload(text: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
@@ -50,8 +51,14 @@ def _child_entry(conn: Connection, payload: bytes, tool_factory: Callable[[str],
     main(conn, payload, tool_factory)
 
 
-def _noop() -> None:
-    """Warm-up child: starting it forces the forkserver (and its preload) to start."""
+def _probe(modules: list[str]) -> None:
+    """Warm-up child: exit code 0 tells the parent the forkserver preload worked.
+
+    Python 3.11's forkserver ignores the parent's sys.path, so a preload can
+    fail silently (e.g. package not installed and cwd elsewhere); every run
+    would then pay the full crewai import.
+    """
+    sys.exit(0 if all(name in sys.modules for name in modules) else 3)
 
 
 class CrewProcess:
@@ -118,8 +125,9 @@ class CrewProcess:
         """Yield the child's messages; always ends with exactly one terminal message.
 
         A child that dies silently yields a synthesized ``CrewFailed``; so does a
-        job that exceeds ``timeout_s`` (the child is cancelled first).  Leaving
-        the loop early cancels the child so no crew keeps running unobserved.
+        job that exceeds ``timeout_s`` (the child is cancelled first).  Closing
+        the stream early (wrap it in ``contextlib.aclosing`` to make that prompt)
+        cancels the child so no crew keeps running unobserved.
         """
         deadline = self._deadline()
         try:
@@ -174,12 +182,16 @@ class CrewRuntime:
         context.set_forkserver_preload(self._preload)
         self._context = context
 
-    def warm(self) -> None:
-        """Start the forkserver now (imports crewai once) so the first run is fast."""
+    def warm(self) -> bool:
+        """Start the forkserver now (imports crewai once) so the first run is fast.
+
+        Returns whether the preload took effect in the forked children.
+        """
         self.start()
-        process = self._context.Process(target=_noop, daemon=True)
+        process = self._context.Process(target=_probe, args=(self._preload,), daemon=True)
         process.start()
         process.join()
+        return process.exitcode == 0
 
     def run(self, job: m.CrewJob) -> CrewProcess:
         """Start a child for ``job``; read its progress via ``CrewProcess.messages()``."""

@@ -9,12 +9,13 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import Parameter
 
-from application.documents import DocumentService
+from application.agents import AgentService
 from domain.agent import Agent
 from interface.core import Core, Feature
 from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
 from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
 from projections.documents import DocumentProjection, DocumentView
+from projections.references import ReferenceQueries
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -89,7 +90,7 @@ class AgentsFeature(Feature):
 
     def __init__(self, core: Core) -> None:
         super().__init__(core)
-        self.service = DocumentService(core.store, Agent, unique_names=False)
+        self.service = AgentService(core.store, ReferenceQueries(core.database_url))
         self.view = DocumentView(core.pool, "rm_agents")
 
     def projections(self) -> list[Any]:

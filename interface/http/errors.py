@@ -47,8 +47,22 @@ def _loc(source: str, key: str | None) -> list[Any]:
     return parts
 
 
+_SECRET_KEY = re.compile(r"key|value|token|secret|password", re.IGNORECASE)
+
+
+def _redacted(value: Any) -> Any:
+    """Echo input back without anything that looks like a credential."""
+    if isinstance(value, dict):
+        return {k: ("***" if _SECRET_KEY.search(str(k)) and isinstance(v, str) else _redacted(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def _lookup(body: Any, loc: list[Any]) -> Any:
-    value = body
+    if loc and loc[-1] is not None and isinstance(loc[-1], str) and _SECRET_KEY.search(loc[-1]):
+        return "***"
+    value = _redacted(body)
     for part in loc[1:]:
         try:
             value = value[part]
@@ -69,7 +83,7 @@ def pydantic_detail(messages: list[dict[str, Any]], body: Any) -> list[dict[str,
         missing = _MISSING_FIELD.search(message)
         if missing:
             loc = _loc(source, ".".join(filter(None, [key if key and key != missing.group(1) else None, missing.group(1)])))
-            detail.append({"type": "missing", "loc": loc, "msg": "Field required", "input": _lookup(body, loc[:-1]) if len(loc) > 1 else body})
+            detail.append({"type": "missing", "loc": loc, "msg": "Field required", "input": _lookup(body, loc[:-1]) if len(loc) > 1 else _redacted(body)})
             continue
         loc = _loc(source, key)
         kind = "json_invalid" if "JSON" in message or "malformed" in message.lower() else "value_error"

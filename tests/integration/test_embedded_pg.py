@@ -29,13 +29,31 @@ time.sleep(120)
 """
 
 
+@pytest.fixture(scope="module")
+def template() -> Iterator[Path]:
+    """One cold start (initdb) per module; tests get copies, which keeps the suite fast.
+
+    mkdtemp rather than tmp_path: as root the server account needs o+x on the
+    parent, and we should not loosen pytest's private base directory for that.
+    """
+    base = Path(tempfile.mkdtemp(prefix="kasal-pg-template-"))
+    try:
+        cluster = base / "pgdata"
+        with EmbeddedPostgres(cluster) as pg:
+            assert pg.start().endswith("/kasal")
+        yield cluster
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """mkdtemp rather than tmp_path: as root the server account needs o+x on the
-    parent, and we should not loosen pytest's private base directory for that."""
+def data_dir(template: Path) -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(prefix="kasal-pg-test-"))
     try:
-        yield base / ".kasal" / "pgdata"
+        target = base / ".kasal" / "pgdata"
+        target.parent.mkdir()
+        subprocess.run(["cp", "-a", str(template), str(target)], check=True)
+        yield target
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -72,9 +90,7 @@ def _kill(pid: int) -> None:
 
 def test_data_survives_restart(data_dir: Path) -> None:
     with EmbeddedPostgres(data_dir) as pg:
-        url = pg.start()
-        assert url.endswith("/kasal")
-        _write(url, "first")
+        _write(pg.start(), "first")
     assert not (data_dir / "postmaster.pid").exists()
     with EmbeddedPostgres(data_dir) as pg:
         assert _read(pg.start()) == ["first"]

@@ -1,0 +1,292 @@
+"""Commands on executions: request, claim, move through the lifecycle, record progress.
+
+Thin by design (STYLE 4): load the aggregate, call it, save, return ids and
+log positions. Every method but ``claim_next`` and ``recover_orphans`` acts in
+the caller's group (``current_actor()``); a runner acts as the job's group
+with ``acting_as(job.actor(runner_id))``. Version conflicts are retried on
+the fresh aggregate, where the transition table decides again (so a complete
+that loses the race against a cancel is refused, not recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+from uuid import UUID
+
+import msgspec
+from eventsourcing.persistence import IntegrityError
+
+from application.content import ContentStore, Offloader
+from application.documents import Written
+from application.store import KasalStore, retry_on_conflict
+from domain.context import Actor, acting_as, current_actor
+from domain.errors import ConflictError, NotFoundError
+from domain.execution import PENDING, RESTART_MESSAGE, Execution, placeholder_run_name
+from domain.execution_progress import Observation
+
+SNAPSHOT_INLINE_BYTES = 8_000
+DEFAULT_LEASE_S = 300.0
+START_MESSAGE = "Execution started successfully"
+
+
+class ExecutionIndex(Protocol):
+    """The read-model queries commands need (answered from ``rm_executions``)."""
+
+    def pending(self, limit: int, now: float) -> list[UUID]:
+        """PENDING executions nobody holds a live claim on, oldest request first."""
+        ...
+
+    def unfinished(self) -> list[UUID]:
+        """Every PENDING, PREPARING or RUNNING execution, in any group."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """The answer to a request: Kasal's body plus where the event landed."""
+
+    execution_id: UUID
+    status: str
+    message: str
+    run_name: str
+    version: int
+    position: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    execution_id: UUID
+    status: str
+    runner_must_stop: bool
+    written: Written
+
+
+@dataclass(frozen=True)
+class ExecutionJob:
+    """Everything a runner needs to run one execution (inputs unredacted when known)."""
+
+    execution_id: UUID
+    group_id: str
+    run_name: str
+    model: str
+    agents: dict[str, dict[str, Any]]
+    tasks: dict[str, dict[str, Any]]
+    inputs: dict[str, Any]
+    process: str = "sequential"
+    manager_llm: str | None = None
+    planning: bool = False
+    reasoning: bool = False
+    execution_type: str = "crew"
+    crew_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    version: int = 0
+
+    def actor(self, runner_id: str) -> Actor:
+        """Who the runner acts as while it records this execution's progress."""
+        return Actor(group_id=self.group_id, actor=f"runner:{runner_id}", role="operator",
+                     correlation_id=str(self.execution_id))
+
+
+def result_text(result: Any) -> str:
+    """Crew results are text; structured ones are kept as their JSON."""
+    if isinstance(result, str):
+        return result
+    if isinstance(result, bytes):
+        return result.decode(errors="replace")
+    return json.dumps(result, default=str)
+
+
+class ExecutionService:
+    """The execution lifecycle over the event store."""
+
+    def __init__(
+        self, store: KasalStore, content: ContentStore, index: ExecutionIndex,
+        *, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.content = content
+        self.index = index
+        self.clock = clock
+        self._sealed: dict[UUID, dict[str, Any]] = {}
+
+    # -- requesting --------------------------------------------------------
+
+    def request_execution(self, **request: Any) -> Requested:
+        """Record ``Execution.Requested`` (PENDING) and return at once; a runner picks it up.
+
+        Takes the keyword arguments of ``prepare_request``.
+        """
+        execution = self.prepare_request(**request)
+        position = self.store.record(execution)
+        return self.requested(execution, request.get("inputs"), position)
+
+    def prepare_request(
+        self, *, agents: Mapping[str, Any], tasks: Mapping[str, Any], inputs: Mapping[str, Any] | None = None,
+        model: str, process: str = "sequential", manager_llm: str | None = None, planning: bool = False,
+        reasoning: bool = False, execution_type: str = "crew", crew_id: str | None = None,
+        crew_version: int | None = None, run_name: str | None = None, schedule_id: str | None = None,
+        options: Mapping[str, Any] | None = None, id: UUID | None = None,  # noqa: A002
+    ) -> Execution:
+        """The un-saved ``Execution.Requested``, for callers that save it atomically with another
+        aggregate (the scheduler saves it with the schedule's ``Fired`` event). Once it is saved,
+        call ``requested``. A large snapshot goes to the content store first: content is addressed
+        by its hash, so an orphan left by a save that then fails is harmless."""
+        group_id = current_actor().group_id
+        inputs = dict(inputs or {})
+        snapshot = {
+            "agents": dict(agents), "tasks": dict(tasks), "process": process, "manager_llm": manager_llm,
+            "planning": planning, "reasoning": reasoning, "options": dict(options or {}),
+        }
+        offloader = Offloader()
+        snapshot_ref = None
+        if len(msgspec.json.encode(snapshot)) > SNAPSHOT_INLINE_BYTES:
+            snapshot_ref = offloader.json(snapshot)
+        name = run_name or placeholder_run_name(agents, tasks, datetime.fromtimestamp(self.clock(), timezone.utc))
+        execution = Execution.request(
+            group_id, run_name=name, model=model, inputs=inputs,
+            snapshot=None if snapshot_ref else snapshot, snapshot_ref=snapshot_ref, crew_id=crew_id,
+            crew_version=crew_version, schedule_id=schedule_id, execution_type=execution_type, id=id,
+        )
+        offloader.save(self.content, group_id)
+        return execution
+
+    def requested(self, execution: Execution, inputs: Mapping[str, Any] | None, position: int | None) -> Requested:
+        """After a prepared request was saved: this process's runner keeps the unredacted inputs."""
+        if execution.redacted:
+            self._sealed[execution.id] = dict(inputs or {})
+        return Requested(execution.id, PENDING.value, START_MESSAGE, execution.run_name, execution.version, position)
+
+    # -- the runner's side -------------------------------------------------
+
+    def claim_next(self, runner_id: str, *, lease_s: float = DEFAULT_LEASE_S) -> ExecutionJob | None:
+        """Claim the oldest unclaimed PENDING execution of any group, or None.
+
+        The claim is an event appended at the version just read, so of two
+        runners racing for one execution exactly one wins; the loser moves on
+        to the next candidate.
+        """
+        now = self.clock()
+        for execution_id in self.index.pending(limit=20, now=now):
+            execution = self.store.find(execution_id)
+            if not isinstance(execution, Execution) or execution.status is not PENDING:
+                continue
+            with acting_as(Actor(execution.group_id, f"runner:{runner_id}", "operator", str(execution_id))):
+                try:
+                    execution.claim(runner_id, now=now, lease_s=lease_s)
+                    self.store.record(execution)
+                except (ConflictError, IntegrityError):
+                    continue
+                return self._job(execution)
+        return None
+
+    def job(self, execution_id: UUID) -> ExecutionJob:
+        """The runnable configuration of one of the caller's group's executions."""
+        return self._job(self._load(execution_id))
+
+    def mark_preparing(self, execution_id: UUID, runner_id: str | None = None, message: str = "Preparing crew") -> Written:
+        return self._change(execution_id, lambda e: e.prepare(runner_id, message))
+
+    def mark_running(self, execution_id: UUID, runner_id: str | None = None, message: str = "Crew started") -> Written:
+        return self._change(execution_id, lambda e: e.start(runner_id, message))
+
+    def record_progress(self, execution_id: UUID, observations: Sequence[Observation]) -> Written:
+        """Append a batch of observations (large texts go to the content store first)."""
+        offloader = Offloader()
+        batch = offloader.observations(observations)
+        offloader.save(self.content, current_actor().group_id)
+        return self._change(execution_id, lambda e: e.record_progress(batch))
+
+    def complete(self, execution_id: UUID, result: Any, message: str = "Execution completed") -> Written:
+        offloader = Offloader()
+        ref = offloader.text(result_text(result))
+        offloader.save(self.content, current_actor().group_id)
+        written = self._change(execution_id, lambda e: e.complete(ref, message))
+        self._sealed.pop(execution_id, None)
+        return written
+
+    def fail(self, execution_id: UUID, error: str) -> Written:
+        written = self._change(execution_id, lambda e: e.fail(error))
+        self._sealed.pop(execution_id, None)
+        return written
+
+    def cancel(self, execution_id: UUID, reason: str = "Cancelled by user") -> Written:
+        """Record CANCELLED now, whatever runs (the runner's own stop, and force-stop)."""
+        written = self._change(execution_id, lambda e: e.cancel(reason))
+        self._sealed.pop(execution_id, None)
+        return written
+
+    # -- the user's side ---------------------------------------------------
+
+    def request_cancel(self, execution_id: UUID, reason: str = "Cancelled by user") -> CancelOutcome:
+        """PENDING: cancelled at once. PREPARING/RUNNING: a recorded request the runner acts on."""
+        outcome: dict[str, Any] = {}
+
+        def change(execution: Execution) -> None:
+            outcome["runner"] = execution.request_cancel(reason)
+            outcome["status"] = execution.status.value
+
+        written = self._change(execution_id, change)
+        if not outcome["runner"]:
+            self._sealed.pop(execution_id, None)
+        return CancelOutcome(execution_id, outcome["status"], outcome["runner"], written)
+
+    def rename(self, execution_id: UUID, run_name: str) -> Written:
+        return self._change(execution_id, lambda e: e.rename(run_name))
+
+    def recover_orphans(self, actor: str = "system:recovery", *, claimed_by: str | None = None) -> list[UUID]:
+        """Cancel executions a previous process left unfinished (all groups).
+
+        ``claimed_by`` limits recovery to one runner's claims, for deployments
+        where other processes' runners are still alive.
+        """
+        recovered: list[UUID] = []
+        for execution_id in self.index.unfinished():
+            execution = self.store.find(execution_id)
+            if not isinstance(execution, Execution) or execution.finished:
+                continue
+            if claimed_by is not None and execution.claimed_by != claimed_by:
+                continue
+            with acting_as(Actor(execution.group_id, actor, "admin", "recovery")):
+                try:
+                    self.cancel(execution_id, RESTART_MESSAGE)
+                except ConflictError:
+                    continue  # finished meanwhile: nothing to recover
+            recovered.append(execution_id)
+        return recovered
+
+    # -- helpers -------------------------------------------------------------
+
+    def _load(self, execution_id: UUID) -> Execution:
+        return self.store.load(Execution, execution_id)
+
+    def _change(self, execution_id: UUID, change: Callable[[Execution], Any]) -> Written:
+        def attempt() -> Written:
+            execution = self._load(execution_id)
+            change(execution)
+            position = self.store.record(execution)
+            return Written(execution.id, execution.version, position)
+
+        return retry_on_conflict(attempt)
+
+    def _job(self, execution: Execution) -> ExecutionJob:
+        snapshot = execution.snapshot
+        if snapshot is None and execution.snapshot_ref is not None:
+            data = self.content.get(execution.group_id, execution.snapshot_ref["sha256"])
+            if data is None:
+                raise NotFoundError(f"configuration of execution {execution.id} is missing")
+            snapshot = msgspec.json.decode(data)
+        snapshot = snapshot or {}
+        inputs = {**execution.inputs, **self._sealed.get(execution.id, {})}
+        return ExecutionJob(
+            execution_id=execution.id, group_id=execution.group_id, run_name=execution.run_name,
+            model=execution.model, agents=snapshot.get("agents", {}), tasks=snapshot.get("tasks", {}),
+            inputs=inputs, process=snapshot.get("process") or "sequential",
+            manager_llm=snapshot.get("manager_llm"), planning=bool(snapshot.get("planning")),
+            reasoning=bool(snapshot.get("reasoning")), execution_type=execution.execution_type,
+            crew_id=execution.crew_id, options=snapshot.get("options") or {}, version=execution.version,
+        )

@@ -1,0 +1,125 @@
+"""Ports: what the application needs from the outside world, as Protocols.
+
+Real adapters live in ``interface/`` or ``projections/``; tests use
+hand-written fakes (STYLE 11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from domain.errors import DomainError
+
+
+class AgentDirectory(Protocol):
+    """Finds the agent a task's ``agent`` reference means, within one group."""
+
+    def agent_id_for(self, group_id: str, reference: str) -> UUID | None:
+        """The agent whose id is ``reference``, or whose name matches it ignoring
+        case, spaces, hyphens and underscores; ``None`` when there is none (yet)."""
+        ...
+
+
+class TaskDirectory(Protocol):
+    """Finds tasks by what they point at, within one group."""
+
+    def tasks_assigned_to(self, group_id: str, agent_id: UUID) -> list[UUID]:
+        """Ids of the live tasks whose ``agent_id`` is ``agent_id``."""
+        ...
+
+
+@runtime_checkable
+class ToolCatalogue(Protocol):
+    """The tools a group can use (implemented by the tools feature, when installed)."""
+
+    async def tool_names(self, group_id: str) -> tuple[set[str], set[str]]:
+        """``(enabled, disabled)`` tool names visible to the group."""
+        ...
+
+
+@runtime_checkable
+class ModelCatalogue(Protocol):
+    """The models a group can use (implemented by the models feature, when installed)."""
+
+    async def model_names(self, group_id: str) -> set[str]:
+        """Model keys the group may run."""
+        ...
+
+
+class SecretBox(Protocol):
+    """Encryption at rest for provider credentials (adapter: ``interface.secret_box.SecretBox``).
+
+    ``associated_data`` binds a ciphertext to where it belongs (group and key
+    id), so one copied elsewhere fails to decrypt. ``decrypt`` raises on any
+    failure; it never returns an empty or wrong value.
+    """
+
+    def encrypt(self, plaintext: str, *, associated_data: bytes = b"") -> str:
+        ...
+
+    def decrypt(self, token: str, *, associated_data: bytes = b"") -> str:
+        ...
+
+    def hint(self, plaintext: str) -> str:
+        """At most the last few characters, safe to show in listings ("" for short values)."""
+        ...
+
+
+class ModelCompletion(Protocol):
+    """What one model call produced (the real adapter's ``CompletionResult`` is one)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+
+class ModelProviderError(DomainError):
+    """The model provider failed or answered unusably (answered 502, Bad Gateway).
+
+    The message is the provider's, with anything that looks like a credential
+    removed: it must be safe to show to the caller and to log.
+    """
+
+    type = "model_provider_error"
+
+
+class ModelClient(Protocol):
+    """One chat completion (adapter: ``interface.crew_runtime.offline_model.complete``, wrapped).
+
+    ``credentials`` are the group's provider keys, passed per call. Raises
+    ``domain.errors.InvalidError`` when the model cannot be called as asked
+    (no key for its provider: the message names the key to add; a model no
+    provider serves) and ``ModelProviderError`` when the provider fails.
+    ``mock_response`` is the exact text to answer with, through the same code
+    path (offline models and tests).
+    """
+
+    def complete(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        credentials: Mapping[str, str],
+        *,
+        mock_response: str | None = None,
+    ) -> ModelCompletion:
+        ...
+
+
+class Clock(Protocol):
+    """The time, as the scheduler sees it (adapter: ``interface.scheduler.SystemClock``).
+
+    Injected so tests can stand at any instant (a DST change, a restart three
+    days later) without waiting for real minutes to pass.
+    """
+
+    def now(self) -> datetime:
+        """The current instant, time-zone aware, in UTC."""
+        ...

@@ -1,0 +1,199 @@
+"""Commands on schedules, and the scheduler that fires them.
+
+``ScheduleService`` keeps each schedule's ``next_run_at`` right as its
+definition changes. ``SchedulerService.tick(now)`` fires what is due: for
+each schedule, the latest slot at or before ``now`` starts one execution.
+The fire is ``Schedule.Fired`` appended at the version just read, saved in
+one ``store.record`` with the execution's ``Requested`` event, so both
+happen or neither; a second scheduler (another process) racing for the same
+slot fails the version check, re-reads, and finds nothing due. The
+execution's id is derived from (schedule, slot) as a second guard.
+
+Runs missed while no scheduler ran are not replayed one by one: the next
+tick fires only the latest missed slot, marked as a catch-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from application.cron import check_expression, iso, latest_at_or_before, next_after, parse_iso
+from application.documents import DocumentService, Written
+from application.executions import ExecutionService
+from application.ports import Clock
+from application.store import KasalStore, retry_on_conflict
+from domain.context import Actor, acting_as
+from domain.errors import ConflictError, DomainError
+from domain.schedule import SCHEDULER_ACTOR, Schedule
+
+log = logging.getLogger("kasal.scheduler")
+
+# A run that starts later than this after its slot was missed (the service was
+# down or stalled): it is recorded as a catch-up.
+CATCH_UP_AFTER = timedelta(seconds=60)
+
+
+class ScheduleIndex(Protocol):
+    """Read-model queries the scheduler needs (answered from ``rm_schedules``)."""
+
+    def due(self, now: datetime, limit: int) -> list[UUID]:
+        """Schedules of any group whose ``next_run_at`` is at or before ``now``, earliest first."""
+        ...
+
+
+class ExecutionPlanner(Protocol):
+    """Turns a schedule's definition into what ``ExecutionService.prepare_request`` takes.
+
+    Runs as the schedule's group. Raises a ``DomainError`` when the crew cannot
+    run (deleted, invalid, inputs missing); the scheduler records that slot as
+    skipped with the reason.
+    """
+
+    def plan(self, group_id: str, definition: Mapping[str, Any]) -> dict[str, Any]:
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FireOutcome:
+    """What one tick did for one schedule."""
+
+    schedule_id: UUID
+    slot: datetime
+    execution_id: UUID | None
+    catch_up: bool
+    position: int | None
+    skipped_reason: str | None = None
+
+
+def _timing(fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    return fields.get("cron_expression"), fields.get("timezone") or "UTC", fields.get("enabled", True)
+
+
+def slot_execution_id(schedule_id: UUID, slot: str) -> UUID:
+    """The id of the execution a slot starts: one slot, one possible execution."""
+    return uuid5(NAMESPACE_URL, f"kasal:schedule:{schedule_id}:{slot}")
+
+
+class ScheduleService(DocumentService[Schedule]):
+    """Create/change/toggle/delete schedules; ``next_run_at`` follows every timing change."""
+
+    def __init__(self, store: KasalStore, clock: Clock) -> None:
+        super().__init__(store, Schedule, unique_names=False)
+        self.clock = clock
+
+    def create(self, fields: dict[str, Any], *, id: UUID | None = None) -> Written:  # noqa: A002
+        return super().create(self.timed(None, fields), id=id)
+
+    def change(self, document_id: UUID, changes: dict[str, Any], expected_version: int | None = None) -> Written:
+        return self._mutate(document_id, lambda s: s.change(self.timed(s.fields, changes)), expected_version)
+
+    def replace(self, document_id: UUID, fields: dict[str, Any], expected_version: int | None = None) -> Written:
+        return self._mutate(document_id, lambda s: s.replace(self.timed(s.fields, fields, replace=True)),
+                            expected_version)
+
+    def toggle(self, document_id: UUID, expected_version: int | None = None) -> Written:
+        """Enable a disabled schedule or disable an enabled one."""
+        return self._mutate(
+            document_id, lambda s: s.change(self.timed(s.fields, {"enabled": not s.enabled})), expected_version
+        )
+
+    def timed(self, old: Mapping[str, Any] | None, sent: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
+        """``sent`` plus the ``next_run_at`` it implies; checks the cron expression and time zone.
+
+        Counting starts afresh (from now) when a schedule is created, enabled,
+        or its cron expression or time zone changes; a disabled schedule has no
+        next run. Other changes keep the pending next run.
+        """
+        merged = dict(sent) if replace or old is None else {**old, **sent}
+        merged.setdefault("timezone", "UTC")
+        merged.setdefault("enabled", True)
+        expression = str(merged.get("cron_expression") or "")
+        check_expression(expression, merged["timezone"])
+        out = dict(sent)
+        if not merged["enabled"]:
+            out["next_run_at"] = None
+            return out
+        if old is None or _timing(merged) != _timing(old) or old.get("next_run_at") is None:
+            start = self.clock.now()
+            last = None if old is None else old.get("last_slot")
+            if last is not None and parse_iso(last) > start:
+                start = parse_iso(last)
+            out["next_run_at"] = iso(next_after(expression, merged["timezone"], start))
+        return out
+
+
+class SchedulerService:
+    """Fires due schedules; safe to run in several processes at once."""
+
+    def __init__(
+        self, store: KasalStore, index: ScheduleIndex, planner: ExecutionPlanner, executions: ExecutionService,
+        clock: Clock, *, batch: int = 100,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.planner = planner
+        self.executions = executions
+        self.clock = clock
+        self.batch = batch
+
+    def tick(self, now: datetime | None = None) -> list[FireOutcome]:
+        """Fire every schedule due at ``now`` (default: the clock's now), once per slot."""
+        now = now or self.clock.now()
+        outcomes = []
+        for schedule_id in self.index.due(now, self.batch):
+            try:
+                outcome = retry_on_conflict(lambda: self.fire_due(schedule_id, now), attempts=3)
+            except ConflictError:
+                log.warning("schedule %s: gave up after repeated concurrent changes", schedule_id)
+                continue
+            except Exception:
+                # One broken schedule must not stop the others; it is tried again next tick.
+                log.exception("schedule %s could not fire", schedule_id)
+                continue
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    def fire_due(self, schedule_id: UUID, now: datetime) -> FireOutcome | None:
+        """Fire ``schedule_id`` for its latest slot at or before ``now``, if that is still due.
+
+        A version conflict (another scheduler fired, or a user edited the
+        schedule) surfaces as ``IntegrityError``; the caller retries on the
+        fresh aggregate, where the slot is no longer due.
+        """
+        schedule = self.store.find(schedule_id)
+        if not isinstance(schedule, Schedule) or schedule.deleted or not schedule.enabled:
+            return None
+        if schedule.next_run_at is None or parse_iso(schedule.next_run_at) > now:
+            return None  # fired already (the read model lags) or not yet due
+        definition = schedule.fields
+        expression, zone = definition["cron_expression"], definition.get("timezone") or "UTC"
+        slot_at = latest_at_or_before(expression, zone, now)
+        if slot_at is None or slot_at < parse_iso(schedule.next_run_at):
+            return None
+        slot, next_run = iso(slot_at), iso(next_after(expression, zone, slot_at))
+        catch_up = now - slot_at > CATCH_UP_AFTER
+        actor = Actor(schedule.group_id, SCHEDULER_ACTOR, "operator", f"schedule:{schedule_id}:{slot}")
+        with acting_as(actor):
+            try:
+                plan = self.planner.plan(schedule.group_id, definition)
+            except DomainError as error:
+                schedule.skip(slot=slot, reason=error.detail, next_run_at=next_run)
+                position = self.store.record(schedule)
+                log.warning("schedule %s skipped %s: %s", schedule_id, slot, error.detail)
+                return FireOutcome(schedule_id, slot_at, None, catch_up, position, error.detail)
+            execution = self.executions.prepare_request(
+                **{**plan, "run_name": schedule.name}, inputs=definition.get("inputs") or {},
+                schedule_id=str(schedule_id), id=slot_execution_id(schedule_id, slot),
+                options={"schedule": {"id": str(schedule_id), "slot": slot, "catch_up": catch_up}},
+            )
+            schedule.fire(slot=slot, execution_id=str(execution.id), fired_at=iso(now), catch_up=catch_up,
+                          next_run_at=next_run)
+            position = self.store.record(schedule, execution)
+        self.executions.requested(execution, definition.get("inputs"), position)
+        return FireOutcome(schedule_id, slot_at, execution.id, catch_up, position)

@@ -1,0 +1,294 @@
+"""What a running crew reports, and how it becomes small progress events.
+
+A runner hands the aggregate *observations* (log lines, crew/agent/task
+starts and ends, LLM calls, tool uses). Their tags and fields match the crew
+runtime's wire messages, so a runner converts one into the other with
+``msgspec.convert(msgspec.to_builtins(message), Observation)``.
+
+``ProgressBuilder`` turns observations into the payload of
+``Execution.ProgressRecorded`` events: it numbers log lines, gives spans ids
+and parents, sums usage, and starts a new event before one would pass the
+size budget, so no event grows past ~16 KB however large a batch is. Large
+texts are expected to arrive already offloaded as ``TextRef`` (the
+application does that); a long plain string is cut to a preview here so an
+event can never carry it whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+PREVIEW_CHARS = 240
+INLINE_CHARS = 2000
+EVENT_BUDGET_BYTES = 12_000
+ROOT_SPAN = "execution"
+
+
+class TextRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A text kept in the content store: its hash, size and a short preview.
+
+    ``sha256`` is None when the text was short enough to keep whole, in which
+    case ``preview`` *is* the text.
+    """
+
+    preview: str
+    size: int
+    sha256: str | None = None
+
+    @classmethod
+    def inline(cls, text: str) -> TextRef:
+        """A short text kept whole; a long one cut to a preview (its rest is lost)."""
+        if len(text) <= INLINE_CHARS:
+            return cls(preview=text, size=len(text.encode()))
+        return cls(preview=text[:PREVIEW_CHARS], size=len(text.encode()))
+
+
+Text = Union[str, TextRef]
+
+
+class _Observation(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """When (unix seconds) something happened in the crew."""
+
+    at: float
+
+
+class LogLine(_Observation, tag="log"):
+    level: str = "INFO"
+    source: str = "crew"
+    message: Text = ""
+
+
+class CrewStarted(_Observation, tag="crew_started"):
+    name: str = "crew"
+
+
+class CrewCompleted(_Observation, tag="crew_completed"):
+    result: Text = ""
+
+
+class CrewFailed(_Observation, tag="crew_failed"):
+    error: str = ""
+
+
+class AgentStarted(_Observation, tag="agent_started"):
+    agent: str
+
+
+class AgentCompleted(_Observation, tag="agent_completed"):
+    agent: str
+    output: Text = ""
+
+
+class TaskStarted(_Observation, tag="task_started"):
+    task: str
+    agent: str = ""
+
+
+class TaskCompleted(_Observation, tag="task_completed"):
+    task: str
+    agent: str = ""
+    output: Text = ""
+
+
+class TaskFailed(_Observation, tag="task_failed"):
+    task: str
+    agent: str = ""
+    error: str = ""
+
+
+class LlmCall(_Observation, tag="llm_call"):
+    model: str
+    prompt: Text = ""
+    response: Text = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    cost: float | None = None
+    agent: str | None = None
+    task: str | None = None
+
+
+class ToolUsed(_Observation, tag="tool_used"):
+    tool: str
+    input: Text = ""
+    output: Text | None = None
+    error: str | None = None
+    agent: str | None = None
+    task: str | None = None
+
+
+Observation = Union[
+    LogLine, CrewStarted, CrewCompleted, CrewFailed, AgentStarted, AgentCompleted,
+    TaskStarted, TaskCompleted, TaskFailed, LlmCall, ToolUsed,
+]
+TEXT_FIELDS: dict[type, tuple[str, ...]] = {
+    LogLine: ("message",),
+    CrewCompleted: ("result",),
+    AgentCompleted: ("output",),
+    TaskCompleted: ("output",),
+    LlmCall: ("prompt", "response"),
+    ToolUsed: ("input", "output"),
+}
+"""Which fields of each observation may carry large text (offloaded by the application)."""
+
+
+def ref_of(value: Text | None) -> dict[str, Any] | None:
+    """Plain data for an event: a ``TextRef`` as a dict (strings kept whole or cut)."""
+    if value is None:
+        return None
+    ref = value if isinstance(value, TextRef) else TextRef.inline(value)
+    return msgspec.to_builtins(ref)
+
+
+def short(text: str | None, limit: int = INLINE_CHARS) -> str | None:
+    return None if text is None else text[:limit]
+
+
+def empty_usage() -> dict[str, Any]:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost": 0.0, "llm_calls": 0}
+
+
+class ProgressBuilder:
+    """Folds a batch of observations into one or more ``ProgressRecorded`` payloads.
+
+    Starts from the aggregate's counters (last log seq, last span number, open
+    spans, usage) and carries them forward, so each payload records the
+    counters *after* it, and applying a payload only assigns.
+    """
+
+    def __init__(self, log_seq: int, span_seq: int, open_spans: dict[str, str], usage: dict[str, Any]) -> None:
+        self.log_seq = log_seq
+        self.span_seq = span_seq
+        self.open_spans = dict(open_spans)
+        self.usage = dict(usage)
+        self.payloads: list[dict[str, Any]] = []
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self._logs: list[dict[str, Any]] = []
+        self._spans: list[dict[str, Any]] = []
+        self._outputs: list[dict[str, Any]] = []
+        self._bytes = 0
+
+    def _add(self, bucket: list[dict[str, Any]], item: dict[str, Any]) -> None:
+        size = len(msgspec.json.encode(item))
+        if self._bytes and self._bytes + size > EVENT_BUDGET_BYTES:
+            self.flush()
+        bucket.append(item)
+        self._bytes += size
+
+    def flush(self) -> None:
+        """Close the payload being built (if it has anything in it)."""
+        if not (self._logs or self._spans or self._outputs):
+            return
+        self.payloads.append({
+            "logs": self._logs, "spans": self._spans, "task_outputs": self._outputs,
+            "log_seq": self.log_seq, "span_seq": self.span_seq,
+            "open_spans": dict(self.open_spans), "usage": dict(self.usage),
+        })
+        self._fresh()
+
+    def build(self, observations: list[Observation]) -> list[dict[str, Any]]:
+        for observation in observations:
+            self.add(observation)
+        self.flush()
+        return self.payloads
+
+    # -- spans -------------------------------------------------------------
+
+    def _next_span(self) -> str:
+        self.span_seq += 1
+        return f"span-{self.span_seq}"
+
+    def _parent(self, agent: str | None = None, task: str | None = None) -> str:
+        for key in (f"agent:{agent}" if agent else None, f"task:{task}" if task else None, "crew"):
+            if key and key in self.open_spans:
+                return self.open_spans[key]
+        return ROOT_SPAN
+
+    def _open(self, key: str, kind: str, name: str, at: float, parent: str, attributes: dict[str, Any]) -> None:
+        span_id = self._next_span()
+        self.open_spans[key] = span_id
+        self._add(self._spans, {
+            "op": "open", "span_id": span_id, "parent_span_id": parent, "type": kind, "name": name,
+            "at": at, "status": "running", "attributes": attributes,
+        })
+
+    def _close(self, key: str, kind: str, name: str, at: float, status: str, attributes: dict[str, Any]) -> None:
+        span_id = self.open_spans.pop(key, None)
+        if span_id is None:  # an end without a start: record it as a point in time
+            self._point(kind, name, at, at, self._parent(), status, attributes)
+            return
+        self._add(self._spans, {
+            "op": "close", "span_id": span_id, "type": kind, "name": name, "at": at,
+            "status": status, "attributes": attributes,
+        })
+
+    def _point(self, kind: str, name: str, started: float, ended: float, parent: str, status: str,
+               attributes: dict[str, Any]) -> None:
+        self._add(self._spans, {
+            "op": "point", "span_id": self._next_span(), "parent_span_id": parent, "type": kind,
+            "name": name, "started_at": started, "at": ended, "status": status, "attributes": attributes,
+        })
+
+    # -- observations ------------------------------------------------------
+
+    def add(self, o: Observation) -> None:
+        if isinstance(o, LogLine):
+            self.log_seq += 1
+            message = ref_of(o.message) or {"preview": "", "size": 0, "sha256": None}
+            self._add(self._logs, {
+                "seq": self.log_seq, "at": o.at, "level": o.level.upper()[:16], "source": o.source[:200],
+                "message": message["preview"], "size": message["size"], "sha256": message["sha256"],
+            })
+        elif isinstance(o, CrewStarted):
+            self._open("crew", "crew", o.name[:200], o.at, ROOT_SPAN, {})
+        elif isinstance(o, CrewCompleted):
+            self._close("crew", "crew", "crew", o.at, "completed", {"result": ref_of(o.result)})
+        elif isinstance(o, CrewFailed):
+            self._close("crew", "crew", "crew", o.at, "failed", {"error": short(o.error)})
+        elif isinstance(o, TaskStarted):
+            self._open(f"task:{o.task}", "task", o.task[:200], o.at, self._parent(), {"agent": o.agent})
+        elif isinstance(o, (TaskCompleted, TaskFailed)):
+            self._task_ended(o)
+        elif isinstance(o, AgentStarted):
+            self._open(f"agent:{o.agent}", "agent", o.agent[:200], o.at, self._parent(task=self._current_task()), {})
+        elif isinstance(o, AgentCompleted):
+            self._close(f"agent:{o.agent}", "agent", o.agent[:200], o.at, "completed", {"output": ref_of(o.output)})
+        elif isinstance(o, LlmCall):
+            self._llm_call(o)
+        elif isinstance(o, ToolUsed):
+            attributes = {"tool": o.tool, "agent": o.agent, "task": o.task, "input": ref_of(o.input),
+                          "output": ref_of(o.output), "error": short(o.error)}
+            status = "failed" if o.error else "completed"
+            self._point("tool_usage", o.tool[:200], o.at, o.at, self._parent(o.agent, o.task), status, attributes)
+
+    def _current_task(self) -> str | None:
+        """The task started last and not yet ended: an agent's span nests under it."""
+        return next((key[5:] for key in reversed(self.open_spans) if key.startswith("task:")), None)
+
+    def _task_ended(self, o: TaskCompleted | TaskFailed) -> None:
+        failed = isinstance(o, TaskFailed)
+        output = None if failed else ref_of(o.output)  # type: ignore[union-attr]
+        error = short(o.error) if failed else None  # type: ignore[union-attr]
+        status = "failed" if failed else "completed"
+        self._close(f"task:{o.task}", "task", o.task[:200], o.at, status, {"output": output, "error": error})
+        self._add(self._outputs, {"task": o.task, "agent": o.agent, "status": status, "output": output,
+                                  "error": error, "at": o.at})
+
+    def _llm_call(self, o: LlmCall) -> None:
+        usage = self.usage
+        usage["prompt_tokens"] += max(o.prompt_tokens, 0)
+        usage["completion_tokens"] += max(o.completion_tokens, 0)
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        usage["cost"] = round(float(usage["cost"]) + float(o.cost or 0.0), 10)
+        usage["llm_calls"] += 1
+        attributes = {
+            "model": o.model, "agent": o.agent, "task": o.task, "prompt_tokens": o.prompt_tokens,
+            "completion_tokens": o.completion_tokens, "cost": o.cost, "latency_ms": o.latency_ms,
+            "prompt": ref_of(o.prompt), "response": ref_of(o.response),
+        }
+        started = o.at - max(o.latency_ms, 0.0) / 1000.0
+        self._point("llm_call", o.model[:200], started, o.at, self._parent(o.agent, o.task), "completed", attributes)

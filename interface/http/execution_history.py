@@ -1,0 +1,104 @@
+"""Execution history: ``/api/v1/execution-history`` and Kasal's ``/executions/history``.
+
+A history entry is what an auditor or someone comparing runs needs: the
+timeline of status changes (who, when, why), the configuration snapshot that
+ran, the inputs (secrets redacted), per-task outputs, usage, and the result
+or error. It is exactly what folding the execution's events gives.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, get
+
+from domain.execution import TERMINAL, ExecutionStatus
+from interface.core import Core
+from interface.http.common import Limit, Offset, group_id
+from interface.http.executions import ExecutionsFeature, Usage, normalise_result, status_filter
+from interface.http.structs import page_type, to_struct
+
+
+class TimelineEntry(msgspec.Struct, kw_only=True):
+    status: str
+    at: str
+    actor: str
+    message: str
+
+
+class HistoryRead(msgspec.Struct, kw_only=True):
+    execution_id: str
+    group_id: str
+    run_name: str
+    status: str
+    crew_id: str | None
+    crew_version: int | None
+    model: str
+    execution_type: str
+    schedule_id: str | None
+    inputs: dict[str, Any]
+    redacted_inputs: list[str]
+    config: dict[str, Any] | None
+    config_ref: dict[str, Any] | None
+    timeline: list[TimelineEntry]
+    result: dict[str, Any] | None
+    result_ref: dict[str, Any] | None
+    error: str | None
+    task_outputs: list[dict[str, Any]]
+    usage: Usage
+    cancel_requested: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+    version: int
+
+
+HistoryPage = page_type(HistoryRead, "ExecutionHistoryPage")
+
+
+def history_read(row: dict[str, Any]) -> HistoryRead:
+    terminal = ExecutionStatus(row["status"]) in TERMINAL
+    config = row["config"]
+    if config is None and row.get("config_text"):
+        config = json.loads(row["config_text"])
+    return to_struct({
+        **row, "execution_id": str(row["id"]), "config": config,
+        "result": normalise_result(row.get("result_text")) if terminal else None,
+    }, HistoryRead)
+
+
+async def history_page(core: Core, limit: int, offset: int, status: str | None) -> Any:
+    page = await core.get(ExecutionsFeature).view.list(group_id(), limit=limit, offset=offset,
+                                                       status=status_filter(status))
+    page["items"] = [history_read(row) for row in page["items"]]
+    return to_struct(page, HistoryPage)
+
+
+class ExecutionHistoryController(Controller):
+    path = "/api/v1"
+    tags = ["execution history"]
+
+    @get("/execution-history", summary="List execution history")
+    async def list_history(
+        self, core: Core, limit: Limit = 20, offset: Offset = 0, status: str | None = None,
+    ) -> HistoryPage:  # type: ignore[valid-type]
+        """Past and current executions of the caller's group, newest first, with their timelines."""
+        return await history_page(core, limit, offset, status)
+
+    @get("/executions/history", summary="List execution history (Kasal alias)")
+    async def list_history_alias(
+        self, core: Core, limit: Limit = 20, offset: Offset = 0, status: str | None = None,
+    ) -> HistoryPage:  # type: ignore[valid-type]
+        """Kasal's path for the history list (which Kasal itself shadows with a 404)."""
+        return await history_page(core, limit, offset, status)
+
+    @get("/execution-history/{execution_id:uuid}", summary="Get one execution's history")
+    async def get_history(self, core: Core, execution_id: UUID) -> HistoryRead:
+        """Timeline ``[{status, at, actor, message}]``, config snapshot, inputs, per-task outputs,
+        usage, and the result or error of one execution."""
+        return history_read(await core.get(ExecutionsFeature).get_or_404(execution_id))

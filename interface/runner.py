@@ -1,0 +1,278 @@
+"""The execution runner: claims PENDING executions and runs their crews.
+
+Each claimed execution moves PREPARING → RUNNING, its crew runs in a child
+process (``CrewRuntime``), and what the child reports is appended to the log
+in batches (a few events per second, not one per line). The run ends
+COMPLETED, FAILED, or CANCELLED — the last when a user cancels, which
+terminates the child. A concurrency limit bounds running executions; the rest
+wait as PENDING in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from application.executions import ExecutionJob, ExecutionService
+from domain.context import Actor, acting_as, current_actor
+from domain.errors import ConflictError, DomainError
+from domain.execution import RESTART_MESSAGE, Execution
+from domain.execution_progress import CrewCompleted, CrewFailed, Observation
+from interface.runner_registry import RunnerRegistry
+
+log = logging.getLogger("kasal.runner")
+
+FLUSH_INTERVAL_S = 0.2
+FLUSH_MAX_ITEMS = 200
+POLL_INTERVAL_S = 1.0
+
+
+class CrewProcessPort(Protocol):
+    def messages(self) -> AsyncIterator[Any]: ...
+
+    async def acancel(self) -> None: ...
+
+
+class CrewRuntimePort(Protocol):
+    """Runs one crew job in isolation (real adapter: ``interface.crew_runtime.CrewRuntime``)."""
+
+    def run(self, job: Any) -> CrewProcessPort: ...
+
+
+def new_runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Run:
+    job: ExecutionJob
+    cancel_by: Actor | None = None
+    cancel_reason: str | None = None
+    process: CrewProcessPort | None = None
+    buffer: list[Observation] = field(default_factory=list)
+
+
+class ExecutionRunner:
+    """Claims and runs executions; one per process that runs crews."""
+
+    def __init__(
+        self, feature: Any, runtime: CrewRuntimePort, *, max_concurrent: int, timeout_s: float,
+        runner_id: str | None = None, credentials: Any = None, models: Any = None,
+    ) -> None:
+        self.feature = feature
+        self.core = feature.core
+        self.service: ExecutionService = feature.service
+        self.runtime = runtime
+        self.max_concurrent = max(1, max_concurrent)
+        self.timeout_s = timeout_s
+        self.runner_id = runner_id or new_runner_id()
+        self.credentials = credentials
+        self.models = models
+        self.registry = RunnerRegistry(self.core.database_url, self.runner_id)
+        self.runs: dict[uuid.UUID, _Run] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._children: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.core.run(self.registry.register)
+        await self.core.run(self.recover)
+        self._task = asyncio.create_task(self._loop(), name="kasal-runner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for run in list(self.runs.values()):
+            if run.process is not None:
+                await run.process.acancel()
+        if self._children:
+            await asyncio.wait(self._children, timeout=5)
+        await self.core.run(self.registry.close)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def recover(self) -> list[uuid.UUID]:
+        """Cancel executions whose owner is gone (DESIGN §7).
+
+        Claimed executions are orphaned when their runner's liveness lock is
+        free. Unclaimed PENDING ones are cancelled only when no other runner
+        is alive: then this start is the restart of the service itself.
+        """
+        others = self.registry.others_alive()
+        recovered: list[uuid.UUID] = []
+        for execution_id in self.service.index.unfinished():
+            execution = self.core.store.find(execution_id)
+            if not isinstance(execution, Execution) or execution.finished:
+                continue
+            owner = execution.claimed_by
+            if (owner is None and others) or (owner is not None and owner in others):
+                continue
+            with acting_as(Actor(execution.group_id, "system:recovery", "admin", "recovery")):
+                try:
+                    self.service.cancel(execution_id, RESTART_MESSAGE)
+                except (ConflictError, DomainError):
+                    continue
+            recovered.append(execution_id)
+        if recovered:
+            log.warning("cancelled %d execution(s) left unfinished by a previous process", len(recovered))
+        return recovered
+
+    # -- claiming ----------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            while len(self.runs) < self.max_concurrent:
+                try:
+                    job = await self.core.run(self.service.claim_next, self.runner_id)
+                except Exception:
+                    log.exception("claiming the next execution failed")
+                    job = None
+                if job is None:
+                    break
+                run = _Run(job)
+                self.runs[job.execution_id] = run
+                task = asyncio.create_task(self._run(run), name=f"execution-{job.execution_id}")
+                self._children.add(task)
+                task.add_done_callback(self._children.discard)
+            try:
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
+            except TimeoutError:
+                pass
+
+    # -- running one execution -----------------------------------------------
+
+    async def _run(self, run: _Run) -> None:
+        job = run.job
+        unregister = self.feature.cancellations.register(job.execution_id, lambda reason: self._cancel(run, reason))
+        try:
+            with acting_as(job.actor(self.runner_id)):
+                await self._execute(run)
+        except Exception as exc:
+            log.exception("execution %s failed in the runner", job.execution_id)
+            await self._finish(run, error=f"runner error: {type(exc).__name__}: {exc}")
+        finally:
+            unregister()
+            self.runs.pop(job.execution_id, None)
+            self.wake()
+
+    async def _execute(self, run: _Run) -> None:
+        job = run.job
+        await self.core.run(self.service.mark_preparing, job.execution_id, self.runner_id)
+        crew_job = await self._crew_job(job)
+        if run.cancel_reason is not None:
+            await self._finish(run)
+            return
+        await self.core.run(self.service.mark_running, job.execution_id, self.runner_id)
+        run.process = self.runtime.run(crew_job)
+        flusher = asyncio.create_task(self._flush_periodically(run))
+        outcome: Observation | None = None
+        try:
+            async with aclosing(run.process.messages()) as messages:  # type: ignore[type-var]
+                async for message in messages:
+                    observation = to_observation(message)
+                    if isinstance(observation, (CrewCompleted, CrewFailed)):
+                        outcome = observation
+                        break
+                    run.buffer.append(observation)
+                    if len(run.buffer) >= FLUSH_MAX_ITEMS:
+                        await self._flush(run)
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+        await self._flush(run)
+        if isinstance(outcome, CrewCompleted):
+            await self._finish(run, result=outcome.result)
+        else:
+            await self._finish(run, error=outcome.error if isinstance(outcome, CrewFailed) else "crew ended without a result")
+
+    async def _crew_job(self, job: ExecutionJob) -> Any:
+        from interface.crew_runtime.messages import CrewJob
+
+        credentials = await self.core.run(self.credentials, job.group_id) if self.credentials else {}
+        agents = {key: dict(agent) for key, agent in job.agents.items()}
+        model = await self._litellm_model(job.group_id, job.model)
+        for agent in agents.values():
+            if agent.get("llm"):
+                agent["llm"] = await self._litellm_model(job.group_id, agent["llm"])
+        return CrewJob(
+            execution_id=str(job.execution_id), agents=agents, tasks=job.tasks, inputs=job.inputs,
+            process=job.process, model=model, manager_llm=job.manager_llm, planning=job.planning,
+            credentials=credentials, timeout_s=self.timeout_s,
+        )
+
+    async def _litellm_model(self, group_id: str, name: str) -> str:
+        """A model key of the group's catalogue becomes its LiteLLM string; others pass as given."""
+        if self.models is None or not name:
+            return name
+        record = await self.models(group_id, name)
+        return str(record.get("litellm_model") or name) if record else name
+
+    async def _flush_periodically(self, run: _Run) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await self._flush(run)
+            ticks += 1
+            if ticks % 3 == 0 and run.cancel_reason is None:
+                await self._watch_for_remote_cancel(run)
+
+    async def _watch_for_remote_cancel(self, run: _Run) -> None:
+        """A cancel recorded by another process (the API of a multi-process deployment)."""
+        execution = await self.core.run(self.core.store.find, run.job.execution_id)
+        requested = getattr(execution, "cancel_requested", None)
+        if requested:
+            run.cancel_by = Actor(run.job.group_id, str(requested.get("actor") or "unknown"), "operator",
+                                  str(run.job.execution_id))
+            run.cancel_reason = str(requested.get("reason") or "Cancelled by user")
+            if run.process is not None:
+                await run.process.acancel()
+
+    async def _flush(self, run: _Run) -> None:
+        if not run.buffer:
+            return
+        batch, run.buffer = run.buffer, []
+        await self.core.run(self.service.record_progress, run.job.execution_id, batch)
+
+    async def _finish(self, run: _Run, *, result: Any = None, error: str | None = None) -> None:
+        execution_id = run.job.execution_id
+        try:
+            if run.cancel_reason is not None:
+                with acting_as(run.cancel_by or current_actor()):
+                    await self.core.run(self.service.cancel, execution_id, run.cancel_reason)
+            elif error is not None:
+                await self.core.run(self.service.fail, execution_id, error)
+            else:
+                await self.core.run(self.service.complete, execution_id, result)
+        except ConflictError:
+            log.info("execution %s already finished; outcome not recorded again", execution_id)
+
+    def _cancel(self, run: _Run, reason: str) -> None:
+        """Called in the cancelling request's context: remember who, then stop the child."""
+        run.cancel_reason = reason
+        run.cancel_by = current_actor()
+        if run.process is not None:
+            task = asyncio.get_running_loop().create_task(run.process.acancel())
+            self._children.add(task)
+            task.add_done_callback(self._children.discard)
+
+
+_OBSERVATION = msgspec.json.Decoder(Observation)
+
+
+def to_observation(message: Any) -> Observation:
+    """The child's wire message as the domain's observation (same tags and fields)."""
+    return _OBSERVATION.decode(msgspec.json.encode(message))

@@ -1,0 +1,113 @@
+"""Running crews: the runner as a feature of ``kasal serve``, and ``kasal worker``.
+
+In the default single process, ``RunnerFeature`` starts a runner next to the
+HTTP API. ``kasal worker`` runs the same runner (and a projector that follows
+or leads) without HTTP, for deployments that scale crews separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from interface.core import Core, Feature
+from interface.http.executions import ExecutionsFeature
+from interface.runner import CrewRuntimePort, ExecutionRunner
+from interface.settings import Settings
+
+log = logging.getLogger("kasal.worker")
+
+
+class RunnerFeature(Feature):
+    """Claims and runs executions when ``settings.run_workers`` is on."""
+
+    name = "runner"
+
+    def __init__(self, core: Core, runtime: CrewRuntimePort | None = None) -> None:
+        super().__init__(core)
+        self.runtime = runtime
+        self.runner: ExecutionRunner | None = None
+        self._warming: asyncio.Task[Any] | None = None
+
+    async def start(self) -> None:
+        if not self.core.settings.run_workers:
+            return
+        executions = self.core.get(ExecutionsFeature)
+        runtime = self.runtime or self.core.services.get("crew_runtime") or self._real_runtime()
+        self.runner = ExecutionRunner(
+            executions, runtime,
+            max_concurrent=self.core.settings.max_concurrent_executions,
+            timeout_s=self.core.settings.execution_timeout,
+            credentials=self._credentials(),
+            models=self._models(),
+        )
+        executions.runner = self.runner
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+        if self._warming is not None:
+            self._warming.cancel()
+        close = getattr(self.runtime, "close", None)
+        if close is not None:
+            close()
+
+    def _real_runtime(self) -> CrewRuntimePort:
+        from interface.crew_runtime.runtime import CrewRuntime
+
+        runtime = CrewRuntime()
+        runtime.start()
+        # Importing crewai in the forkserver takes seconds: do it in the
+        # background so the API is up at once and the first crew starts fast.
+        self._warming = asyncio.create_task(self.core.run(runtime.warm))
+        self.runtime = runtime
+        return runtime
+
+    def _credentials(self) -> Any:
+        from interface.http.api_keys import ApiKeysFeature
+
+        try:
+            return self.core.get(ApiKeysFeature).credentials_for
+        except LookupError:
+            return None
+
+    def _models(self) -> Any:
+        from interface.http.models import ModelsFeature
+
+        try:
+            return self.core.get(ModelsFeature).resolve_model
+        except LookupError:
+            return None
+
+
+async def run_worker(core: Core) -> None:
+    """Run projector and runner until SIGINT/SIGTERM (``kasal worker``)."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await core.pool.open(wait=True, timeout=30)
+    core.projector.start()
+    started: list[Feature] = []
+    try:
+        for feature in core.features.values():
+            await feature.start()
+            started.append(feature)
+        log.info("worker running; Ctrl-C to stop")
+        await stopping.wait()
+    finally:
+        for feature in reversed(started):
+            try:
+                await feature.stop()
+            except Exception:
+                log.exception("feature %s failed to stop", feature.name)
+        core.projector.stop()
+        await core.pool.close()
+        core.store.close()
+
+
+def worker_settings(settings: Settings) -> Settings:
+    return settings.with_(run_workers=True, run_scheduler=False)

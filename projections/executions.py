@@ -1,0 +1,219 @@
+"""Read model of executions: one row per execution with its status and history.
+
+``rm_executions`` answers the executions list and status, the history
+endpoints (timeline, config snapshot, inputs, task outputs, usage), and the
+runner's queue (PENDING rows ordered by the log position of their request).
+Only ``ExecutionsProjection`` writes it; the views below own the SQL that
+reads it. Large texts stay in the ``content`` table and are joined in on read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from psycopg import Cursor
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from domain.base import event_classes
+from domain.execution import TERMINAL, UNFINISHED, Execution, ExecutionStatus, timeline_entry
+from domain.execution_progress import empty_usage
+from projections.base import Projection
+from projections.documents import Page
+
+TABLE = "rm_executions"
+DDL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    group_id text NOT NULL,
+    id uuid NOT NULL,
+    run_name text NOT NULL,
+    status text NOT NULL,
+    crew_id text,
+    crew_version integer,
+    model text NOT NULL,
+    execution_type text NOT NULL,
+    schedule_id text,
+    inputs jsonb NOT NULL,
+    redacted_inputs jsonb NOT NULL,
+    config jsonb,
+    config_ref jsonb,
+    timeline jsonb NOT NULL,
+    result_ref jsonb,
+    error text,
+    task_outputs jsonb NOT NULL DEFAULT '[]',
+    usage jsonb NOT NULL,
+    cancel_requested jsonb,
+    claimed_by text,
+    lease_until double precision NOT NULL DEFAULT 0,
+    log_seq integer NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL,
+    started_at timestamptz,
+    completed_at timestamptz,
+    updated_at timestamptz NOT NULL,
+    updated_by text NOT NULL,
+    version integer NOT NULL,
+    requested_position bigint NOT NULL,
+    position bigint NOT NULL,
+    PRIMARY KEY (group_id, id)
+);
+CREATE INDEX IF NOT EXISTS {TABLE}_newest ON {TABLE} (group_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS {TABLE}_queue ON {TABLE} (requested_position) WHERE status = 'PENDING';
+CREATE INDEX IF NOT EXISTS {TABLE}_unfinished ON {TABLE} (requested_position)
+    WHERE status IN ('PENDING', 'PREPARING', 'RUNNING');
+"""
+
+
+def execution_topics() -> frozenset[str]:
+    return frozenset(c.TOPIC for c in event_classes(Execution).values() if "TOPIC" in c.__dict__)
+
+
+class ExecutionsProjection(Projection):
+    name = TABLE
+    tables = (TABLE,)
+    ddl = DDL
+
+    def topics(self) -> frozenset[str]:
+        return execution_topics()
+
+    def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
+        if isinstance(event, Execution.Requested):
+            self._insert(cur, event, position)
+            return
+        sets: dict[str, Any] = {}
+        if hasattr(event, "status"):
+            sets["status"] = event.status
+            sets["timeline = timeline || %s"] = Jsonb([timeline_entry(event)])
+            if isinstance(event, Execution.Started):
+                sets["started_at"] = event.timestamp
+            if ExecutionStatus(event.status) in TERMINAL:
+                sets["completed_at"] = event.timestamp
+            if isinstance(event, Execution.Completed):
+                sets["result_ref"] = Jsonb(event.result)
+            if isinstance(event, Execution.Failed):
+                sets["error"] = event.error
+        elif isinstance(event, Execution.Claimed):
+            sets.update(claimed_by=event.runner_id, lease_until=event.lease_until)
+        elif isinstance(event, Execution.ProgressRecorded):
+            sets.update(usage=Jsonb(event.usage), log_seq=event.log_seq)
+            if event.task_outputs:
+                sets["task_outputs = task_outputs || %s"] = Jsonb(event.task_outputs)
+        elif isinstance(event, Execution.CancelRequested):
+            sets["cancel_requested"] = Jsonb({"at": event.timestamp.isoformat(), "actor": event.actor,
+                                              "reason": event.reason})
+        elif isinstance(event, Execution.Renamed):
+            sets["run_name"] = event.run_name
+        sets.update(version=event.originator_version, updated_at=event.timestamp, updated_by=event.actor,
+                    position=position)
+        clauses = [key if "=" in key else f"{key} = %s" for key in sets]
+        cur.execute(
+            f"UPDATE {TABLE} SET {', '.join(clauses)} WHERE group_id = %s AND id = %s",
+            [*sets.values(), event.group_id, event.originator_id],
+        )
+
+    def _insert(self, cur: Cursor[Any], event: Any, position: int) -> None:
+        cur.execute(
+            f"INSERT INTO {TABLE} (group_id, id, run_name, status, crew_id, crew_version, model, execution_type,"
+            " schedule_id, inputs, redacted_inputs, config, config_ref, timeline, usage, created_at, updated_at,"
+            " updated_by, version, requested_position, position)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (group_id, id) DO NOTHING",
+            (
+                event.group_id, event.originator_id, event.run_name, event.status, event.crew_id,
+                event.crew_version, event.model, event.execution_type, event.schedule_id, Jsonb(event.inputs),
+                Jsonb(event.redacted), None if event.snapshot is None else Jsonb(event.snapshot),
+                None if event.snapshot_ref is None else Jsonb(event.snapshot_ref),
+                Jsonb([timeline_entry(event)]),
+                Jsonb(empty_usage()),
+                event.timestamp, event.timestamp, event.actor, event.originator_version, position, position,
+            ),
+        )
+
+
+_WITH_RESULT = (
+    f"SELECT e.*, convert_from(r.bytes, 'UTF8') AS result_text, convert_from(s.bytes, 'UTF8') AS config_text"
+    f" FROM {TABLE} e"
+    " LEFT JOIN content r ON r.group_id = e.group_id AND r.sha256 = e.result_ref->>'sha256'"
+    " LEFT JOIN content s ON s.group_id = e.group_id AND s.sha256 = e.config_ref->>'sha256'"
+)
+
+
+class ExecutionView:
+    """Queries over ``rm_executions``, always within one group."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def get(self, group_id: str, execution_id: UUID) -> dict[str, Any] | None:
+        """The row, with ``result_text`` and ``config_text`` (whole texts kept by reference)."""
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(f"{_WITH_RESULT} WHERE e.group_id = %s AND e.id = %s", (group_id, execution_id))
+            row = await cur.fetchone()
+        return _with_result_text(row) if row else None
+
+    async def state(self, group_id: str, execution_id: UUID) -> tuple[str, int, int] | None:
+        """(status, last log seq, version), cheaply, for live streams."""
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute(
+                f"SELECT status, log_seq, version FROM {TABLE} WHERE group_id = %s AND id = %s",
+                (group_id, execution_id),
+            )
+            row = await cur.fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    async def list(
+        self, group_id: str, *, limit: int, offset: int, status: str | None = None, crew_id: str | None = None,
+    ) -> Page:
+        where = ["e.group_id = %s"]
+        params: list[Any] = [group_id]
+        if status is not None:
+            where.append("e.status = %s")
+            params.append(status)
+        if crew_id is not None:
+            where.append("e.crew_id = %s")
+            params.append(crew_id)
+        condition = " AND ".join(where)
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"{_WITH_RESULT} WHERE {condition} ORDER BY e.created_at DESC, e.id DESC LIMIT %s OFFSET %s",
+                [*params, limit, offset],
+            )
+            rows = await cur.fetchall()
+            await cur.execute(f"SELECT count(*) AS total FROM {TABLE} e WHERE {condition}", params)
+            total = (await cur.fetchone() or {"total": 0})["total"]
+        items = [_with_result_text(r) for r in rows]
+        return Page(items=items, total=total, limit=limit, offset=offset, has_more=offset + len(items) < total)
+
+
+def _with_result_text(row: dict[str, Any]) -> dict[str, Any]:
+    """``result_text`` whole however it was kept; ``config_text`` for a snapshot kept by reference."""
+    row = dict(row)
+    ref = row.get("result_ref")
+    if row.get("result_text") is None and ref:
+        row["result_text"] = ref.get("preview") if ref.get("sha256") is None else None
+    return row
+
+
+class ExecutionIndexQueries:
+    """The runner's queue and the recovery list (sync: commands run in worker threads)."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def pending(self, limit: int, now: float) -> list[UUID]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT id FROM {TABLE} WHERE status = 'PENDING' AND (claimed_by IS NULL OR lease_until < %s)"
+                " ORDER BY requested_position LIMIT %s",
+                (now, limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def unfinished(self) -> list[UUID]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT id FROM {TABLE} WHERE status = ANY(%s) ORDER BY requested_position",
+                ([s.value for s in UNFINISHED],),
+            ).fetchall()
+        return [row[0] for row in rows]

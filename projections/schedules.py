@@ -1,0 +1,70 @@
+"""Read model of schedules: the generic document rows, plus ``next_run_at`` as an indexed column.
+
+The API reads rows like any document table (``DocumentView``). The scheduler
+asks two questions of it, across all groups: which schedules are due now,
+and when the next one is. Both are answered from the ``next_run_at``
+column, which is NULL for disabled schedules so they never come up. The
+scheduler re-checks each answer against the aggregate, so a lagging row can
+delay a fire by one tick, never cause a second one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import Cursor
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from domain.schedule import Schedule
+from projections.documents import DocumentProjection, document_table_ddl
+
+TABLE = "rm_schedules"
+
+
+class SchedulesProjection(DocumentProjection):
+    aggregate = Schedule
+    name = TABLE
+    tables = (TABLE,)
+    version = 1
+    ddl = document_table_ddl(TABLE) + f"""
+    ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS next_run_at timestamptz;
+    CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (next_run_at) WHERE next_run_at IS NOT NULL;
+    """
+
+    def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
+        super().apply(cur, event, position)
+        data = getattr(event, "changes", None) or getattr(event, "fields", None) or {}
+        if "next_run_at" in data:
+            cur.execute(
+                f"UPDATE {TABLE} SET next_run_at = %s::timestamptz WHERE group_id = %s AND id = %s",
+                (data["next_run_at"], event.group_id, event.originator_id),
+            )
+
+
+class ScheduleIndexQueries:
+    """The scheduler's queries (sync: the scheduler fires from worker threads)."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def due(self, now: datetime, limit: int) -> list[UUID]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT id FROM {TABLE} WHERE next_run_at <= %s ORDER BY next_run_at, id LIMIT %s", (now, limit)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+
+class NextRunQuery:
+    """When the scheduler loop should wake next."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def earliest(self) -> datetime | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT min(next_run_at) FROM {TABLE}")
+            row = await cur.fetchone()
+        return None if row is None else row[0]

@@ -1,0 +1,52 @@
+"""The catalogue over real HTTP, and durability across a hard kill."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CONTRACT_AGENT = {
+    "name": "Research Agent",
+    "role": "Senior Researcher",
+    "goal": "Conduct thorough research on given topics",
+    "backstory": "You are an experienced researcher with expertise in gathering and analyzing information",
+    "llm": "gpt-4",
+    "tools": ["search_tool", "browser_tool"],
+    "allow_delegation": False,
+    "verbose": True,
+}
+
+
+def test_every_acknowledged_write_survives_a_hard_kill(server) -> None:
+    with server.client() as http:
+        acknowledged = []
+        for i in range(10):
+            response = http.post("/api/v1/agents", json={**CONTRACT_AGENT, "name": f"Agent {i}"})
+            assert response.status_code == 201
+            acknowledged.append(response.json()["id"])
+        changed = http.put(f"/api/v1/agents/{acknowledged[0]}", json={"goal": "Enhanced research capabilities"})
+        assert changed.status_code == 200
+        assert http.delete(f"/api/v1/agents/{acknowledged[1]}").status_code == 204
+
+    server.kill()
+    server.start()
+
+    with server.client() as http:
+        listing = http.get("/api/v1/agents", params={"limit": 100}).json()
+        assert sorted(a["id"] for a in listing["items"]) == sorted(acknowledged[:1] + acknowledged[2:])
+        assert http.get(f"/api/v1/agents/{acknowledged[0]}").json()["goal"] == "Enhanced research capabilities"
+
+
+def test_request_id_is_echoed_and_positions_are_reported(server) -> None:
+    with server.client() as http:
+        response = http.post("/api/v1/agents", json=CONTRACT_AGENT, headers={"X-Request-ID": "req-42"})
+        assert response.headers["x-request-id"] == "req-42"
+        position = int(response.headers["x-kasal-position"])
+        read = http.get("/api/v1/agents", headers={"X-Kasal-Min-Position": str(position)})
+        assert read.json()["total"] == 1
+
+
+def test_ctrl_c_stops_the_server_cleanly(server) -> None:
+    assert server.stop() == 0
+    assert "Traceback" not in server.log.read_text()

@@ -1,0 +1,107 @@
+"""Hand-written fakes of the application's ports (STYLE 11); shared by the test tiers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID
+
+
+class FakeClock:
+    """A ``Clock`` that stands still until a test moves it."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = (now or datetime(2025, 1, 1, tzinfo=timezone.utc)).astimezone(timezone.utc)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, now: datetime) -> datetime:
+        """Stand at ``now`` (aware; any zone)."""
+        if now.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        with self._lock:
+            self._now = now.astimezone(timezone.utc)
+            return self._now
+
+    def advance(self, **delta: float) -> datetime:
+        """Move forward by ``timedelta(**delta)``."""
+        with self._lock:
+            self._now += timedelta(**delta)
+            return self._now
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One call a fake model client saw."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    credentials: dict[str, str]
+    mock_response: str | None
+
+
+@dataclass(frozen=True)
+class FakeCompletion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class FakeModelClient:
+    """A ``ModelClient`` answering scripted replies in order; an exception in the script is raised.
+
+    Every call is recorded, so tests can read what the model was asked.
+    """
+
+    def __init__(self, *replies: str | Exception) -> None:
+        self.replies = list(replies)
+        self.calls: list[ModelCall] = []
+
+    def complete(
+        self, model: str, messages: Sequence[Mapping[str, Any]], credentials: Mapping[str, str], *,
+        mock_response: str | None = None,
+    ) -> FakeCompletion:
+        self.calls.append(ModelCall(model, [dict(m) for m in messages], dict(credentials), mock_response))
+        if not self.replies:
+            raise AssertionError("the model was called more often than the test scripted")
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return FakeCompletion(reply)
+
+
+class ScriptedCompletion:
+    """Stands in for ``offline_model.complete`` and answers each call with the next scripted text
+    through the real function (LiteLLM's mock-response path), so a real provider's model name is
+    routed, and its credentials are checked and passed, exactly as in production."""
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+        self.calls: list[ModelCall] = []
+
+    def __call__(
+        self, model: str, messages: Sequence[Mapping[str, Any]], credentials: Mapping[str, str], *,
+        mock_response: str | None = None, **params: Any,
+    ) -> Any:
+        from interface.crew_runtime.offline_model import complete
+
+        self.calls.append(ModelCall(model, [dict(m) for m in messages], dict(credentials), mock_response))
+        if not self.replies:
+            raise AssertionError("the model was called more often than the test scripted")
+        return complete(model, messages, credentials, mock_response=self.replies.pop(0), **params)
+
+
+class NoReferences:
+    """``AgentDirectory`` and ``TaskDirectory`` over an empty catalogue (in-memory store tests)."""
+
+    def agent_id_for(self, group_id: str, reference: str) -> UUID | None:
+        return None
+
+    def tasks_assigned_to(self, group_id: str, agent_id: UUID) -> list[UUID]:
+        return []
