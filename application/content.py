@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from domain.execution_progress import INLINE_CHARS, PREVIEW_CHARS, TEXT_FIELDS, Observation, TextRef
+from domain.execution_progress import PREVIEW_CHARS, TEXT_FIELDS, Observation, TextRef, fits_inline, scrub
 
 
 class ContentStore(Protocol):
@@ -55,7 +55,8 @@ class Offloader:
         self.blobs: dict[str, bytes] = {}
 
     def text(self, value: str) -> TextRef:
-        if len(value) <= INLINE_CHARS:
+        value = scrub(value)  # NUL is not text to PostgreSQL; stored content is read back as text
+        if fits_inline(value):
             return TextRef(preview=value, size=len(value.encode()))
         data = value.encode()
         sha = digest(data)
@@ -73,7 +74,7 @@ class Offloader:
         changes = {
             name: self.text(value)
             for name in TEXT_FIELDS.get(type(observation), ())
-            if isinstance(value := getattr(observation, name), str) and len(value) > INLINE_CHARS
+            if isinstance(value := getattr(observation, name), str) and not fits_inline(value)
         }
         return msgspec.structs.replace(observation, **changes) if changes else observation
 

@@ -15,7 +15,7 @@ from uuid import UUID
 from domain.base import Document
 from domain.context import current_actor
 from domain.errors import PreconditionFailedError
-from domain.name_index import NameIndex
+from domain.name_index import NameIndex, normalise_name
 from application.store import KasalStore, retry_on_conflict
 
 D = TypeVar("D", bound=Document)
@@ -86,7 +86,7 @@ class DocumentService(Generic[D]):
             old_name = document.name
             change(document)
             indexes: list[NameIndex | None] = []
-            if self.unique_names and document.name != old_name:
+            if self.unique_names and normalise_name(document.name) != normalise_name(old_name):
                 indexes = [self._reserve(document.name, document.id), self._release(old_name, document.id)]
             position = self.store.record(document, *indexes)
             return Written(document.id, document.version, position)

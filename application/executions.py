@@ -116,14 +116,13 @@ class ExecutionService:
 
     # -- requesting --------------------------------------------------------
 
-    def request_execution(self, **request: Any) -> Requested:
+    def request_execution(self, *, inputs: Mapping[str, Any] | None = None, **request: Any) -> Requested:
         """Record ``Execution.Requested`` (PENDING) and return at once; a runner picks it up.
 
         Takes the keyword arguments of ``prepare_request``.
         """
-        execution = self.prepare_request(**request)
-        position = self.store.record(execution)
-        return self.requested(execution, request.get("inputs"), position)
+        execution = self.prepare_request(inputs=inputs, **request)
+        return self.requested(execution, inputs, self.store.record(execution))
 
     def prepare_request(
         self, *, agents: Mapping[str, Any], tasks: Mapping[str, Any], inputs: Mapping[str, Any] | None = None,
@@ -132,12 +131,12 @@ class ExecutionService:
         crew_version: int | None = None, run_name: str | None = None, schedule_id: str | None = None,
         options: Mapping[str, Any] | None = None, id: UUID | None = None,  # noqa: A002
     ) -> Execution:
-        """The un-saved ``Execution.Requested``, for callers that save it atomically with another
-        aggregate (the scheduler saves it with the schedule's ``Fired`` event). Once it is saved,
-        call ``requested``. A large snapshot goes to the content store first: content is addressed
-        by its hash, so an orphan left by a save that then fails is harmless."""
+        """A requested execution not yet saved, for callers that save it with something else
+        (the scheduler saves it with the schedule's "fired"); then call ``requested``.
+
+        A configuration too large for an event goes to the content store now.
+        """
         group_id = current_actor().group_id
-        inputs = dict(inputs or {})
         snapshot = {
             "agents": dict(agents), "tasks": dict(tasks), "process": process, "manager_llm": manager_llm,
             "planning": planning, "reasoning": reasoning, "options": dict(options or {}),
@@ -148,7 +147,7 @@ class ExecutionService:
             snapshot_ref = offloader.json(snapshot)
         name = run_name or placeholder_run_name(agents, tasks, datetime.fromtimestamp(self.clock(), timezone.utc))
         execution = Execution.request(
-            group_id, run_name=name, model=model, inputs=inputs,
+            group_id, run_name=name, model=model, inputs=dict(inputs or {}),
             snapshot=None if snapshot_ref else snapshot, snapshot_ref=snapshot_ref, crew_id=crew_id,
             crew_version=crew_version, schedule_id=schedule_id, execution_type=execution_type, id=id,
         )
@@ -156,7 +155,7 @@ class ExecutionService:
         return execution
 
     def requested(self, execution: Execution, inputs: Mapping[str, Any] | None, position: int | None) -> Requested:
-        """After a prepared request was saved: this process's runner keeps the unredacted inputs."""
+        """After saving a prepared request: keep redacted inputs for this process's runner."""
         if execution.redacted:
             self._sealed[execution.id] = dict(inputs or {})
         return Requested(execution.id, PENDING.value, START_MESSAGE, execution.run_name, execution.version, position)

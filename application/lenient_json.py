@@ -19,8 +19,10 @@ from typing import Any
 
 MAX_CHARS = 200_000
 """Longer replies are cut: no generated definition is that long, and scanning stays cheap."""
-MAX_STARTS = 100
-"""At most this many ``{`` are tried as the start of the object, so no reply makes the scan quadratic."""
+MAX_PASSES = 20
+"""Scans of the text for balanced braces (see ``balanced_objects``); bounds the work per reply."""
+MAX_CANDIDATES = 200
+"""Balanced spans tried as JSON before giving up; bounds the parsing work per reply."""
 
 _THINK_BLOCK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.IGNORECASE | re.DOTALL)
 _THINK_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.IGNORECASE)
@@ -52,19 +54,31 @@ def fenced_blocks(text: str) -> list[str]:
 
 
 def balanced_objects(text: str) -> Iterator[str]:
-    """Every ``{...}`` span whose braces balance, ignoring braces inside strings, by start."""
-    for tried, opening in enumerate(re.finditer(r"\{", text)):
-        if tried == MAX_STARTS:
+    """Every ``{...}`` span whose braces balance, ignoring braces inside strings, by start.
+
+    One pass with a stack finds every span that starts at a brace the pass
+    sees; a brace the pass took to be inside a string (a stray quote in the
+    prose can cause that) starts a pass of its own. Work stays linear in the
+    length of the text times ``MAX_PASSES``.
+    """
+    seen: set[int] = set()
+    passes = 0
+    for opening in re.finditer(r"\{", text):
+        if opening.start() in seen:
+            continue
+        if passes == MAX_PASSES:
             return
-        start, depth = opening.start(), 0
-        for token in _TOKEN.finditer(text, start):
+        passes += 1
+        spans: dict[int, int] = {}
+        open_at: list[int] = []
+        for token in _TOKEN.finditer(text, opening.start()):
             if token.group() == "{":
-                depth += 1
-            elif token.group() == "}":
-                depth -= 1
-                if depth == 0:
-                    yield text[start: token.end()]
-                    break
+                seen.add(token.start())
+                open_at.append(token.start())
+            elif token.group() == "}" and open_at:
+                spans[open_at.pop()] = token.end()
+        for start in sorted(spans):
+            yield text[start: spans[start]]
 
 
 def without_trailing_commas(text: str) -> str:
@@ -86,15 +100,17 @@ def extract_object(text: str) -> dict[str, Any]:
     if not visible.strip():
         raise LenientJsonError("the answer was empty (or only reasoning); expected one JSON object")
     problem = "the answer contains no JSON object (nothing between { and })"
-    for source in [*fenced_blocks(visible), visible]:
-        for candidate in balanced_objects(source):
-            try:
-                value = parse_object(candidate)
-            except ValueError as exc:
-                problem = f"the JSON object is not valid JSON: {exc}"
-                continue
-            if isinstance(value, dict):
-                return value
+    candidates = (c for source in [*fenced_blocks(visible), visible] for c in balanced_objects(source))
+    for tried, candidate in enumerate(candidates):
+        if tried == MAX_CANDIDATES:
+            break
+        try:
+            value = parse_object(candidate)
+        except ValueError as exc:
+            problem = f"the JSON object is not valid JSON: {exc}"
+            continue
+        if isinstance(value, dict):
+            return value
     if "{" in visible and problem.startswith("the answer contains no"):
         problem = "the JSON object is incomplete: its braces do not balance"
     raise LenientJsonError(problem)

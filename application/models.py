@@ -13,7 +13,7 @@ from uuid import UUID
 
 from application.documents import DocumentService, Written
 from application.store import KasalStore, retry_on_conflict
-from application.tools import override_builtin
+from application.tools import Decide, override_builtin
 from domain.context import current_actor
 from domain.errors import ConflictError, NotFoundError, PreconditionFailedError
 from domain.model_config import ModelConfig, ModelSetting, builtin_model_id, effective_model, model_setting_id
@@ -83,7 +83,7 @@ class ModelsService:
             raise NotFoundError(f"Model with key {key} not found")
         return index.holder
 
-    def _override(self, model: ModelConfig, decide: Any, expected_version: int | None) -> Written:
+    def _override(self, model: ModelConfig, decide: Decide, expected_version: int | None) -> Written:
         group_id = current_actor().group_id
         return override_builtin(
             self.store, model, model_setting_id(group_id, model.id),

@@ -49,6 +49,16 @@ class ModelCatalogue(Protocol):
         ...
 
 
+@runtime_checkable
+class ModelResolver(Protocol):
+    """What an ``llm:`` value means for a group (implemented by the models feature)."""
+
+    async def resolve_model(self, group_id: str, name: str) -> dict[str, Any] | None:
+        """The model record by key, LiteLLM string or provider model id (disabled ones too,
+        with ``enabled`` false); it carries ``litellm_model``, ``provider`` and ``api_key_name``."""
+        ...
+
+
 class SecretBox(Protocol):
     """Encryption at rest for provider credentials (adapter: ``interface.secret_box.SecretBox``).
 

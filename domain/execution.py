@@ -21,7 +21,7 @@ import msgspec
 
 from domain.base import KasalAggregate, stable_topics
 from domain.errors import ConflictError, InvalidError
-from domain.execution_progress import Observation, ProgressBuilder, TextRef, empty_usage
+from domain.execution_progress import Observation, ProgressBuilder, TextRef, empty_usage, scrub
 
 
 class ExecutionStatus(str, Enum):
@@ -164,13 +164,13 @@ class Execution(KasalAggregate):
         if snapshot is None and snapshot_ref is None:
             raise InvalidError("An execution needs a crew configuration")
         shown, hidden = redact(inputs)
-        return cls._create(
-            cls.Requested, id=id, group_id=group_id, run_name=(run_name.strip() or "Execution")[:200],
-            model=model, inputs=shown, redacted=hidden, snapshot=snapshot,
-            snapshot_ref=None if snapshot_ref is None else msgspec.to_builtins(snapshot_ref),
-            crew_id=crew_id, crew_version=crew_version, schedule_id=schedule_id,
-            execution_type=execution_type, status=PENDING.value, message="Execution requested",
-        )
+        return cls._create(cls.Requested, id=id, group_id=group_id, **scrub({
+            "run_name": (run_name.strip() or "Execution")[:200], "model": model, "inputs": shown,
+            "redacted": hidden, "snapshot": snapshot,
+            "snapshot_ref": None if snapshot_ref is None else msgspec.to_builtins(snapshot_ref),
+            "crew_id": crew_id, "crew_version": crew_version, "schedule_id": schedule_id,
+            "execution_type": execution_type, "status": PENDING.value, "message": "Execution requested",
+        }))
 
     class Requested(KasalAggregate.Created):
         run_name: str
@@ -208,7 +208,7 @@ class Execution(KasalAggregate):
             raise TransitionError(f"Execution is {self.status.value}; only PENDING executions can be claimed")
         if self.claimed_by is not None and self.claimed_by != runner_id and self.lease_until > now:
             raise ConflictError(f"Execution is already claimed by {self.claimed_by}")
-        self.trigger_event(self.Claimed, runner_id=runner_id, lease_until=now + lease_s)
+        self._record(self.Claimed, runner_id=runner_id, lease_until=now + lease_s)
 
     class Claimed(KasalAggregate.Event):
         runner_id: str
@@ -221,7 +221,7 @@ class Execution(KasalAggregate):
     def prepare(self, runner_id: str | None = None, message: str = "Preparing crew") -> None:
         self._check_runner(runner_id)
         check_transition(self.status, PREPARING)
-        self.trigger_event(self.Preparing, status=PREPARING.value, message=message)
+        self._record(self.Preparing, status=PREPARING.value, message=message)
 
     class Preparing(KasalAggregate.Event):
         status: str
@@ -233,7 +233,7 @@ class Execution(KasalAggregate):
     def start(self, runner_id: str | None = None, message: str = "Crew started") -> None:
         self._check_runner(runner_id)
         check_transition(self.status, RUNNING)
-        self.trigger_event(self.Started, status=RUNNING.value, message=message)
+        self._record(self.Started, status=RUNNING.value, message=message)
 
     class Started(KasalAggregate.Event):
         status: str
@@ -250,7 +250,7 @@ class Execution(KasalAggregate):
         builder = ProgressBuilder(self.log_seq, self.span_seq, self.open_spans, self.usage)
         payloads = builder.build(list(observations))
         for payload in payloads:
-            self.trigger_event(self.ProgressRecorded, **payload)
+            self._record(self.ProgressRecorded, **payload)
         return len(payloads)
 
     class ProgressRecorded(KasalAggregate.Event):
@@ -272,7 +272,7 @@ class Execution(KasalAggregate):
 
     def complete(self, result: TextRef, message: str = "Execution completed") -> None:
         check_transition(self.status, COMPLETED)
-        self.trigger_event(self.Completed, status=COMPLETED.value, message=message,
+        self._record(self.Completed, status=COMPLETED.value, message=message,
                            result=msgspec.to_builtins(result))
 
     class Completed(KasalAggregate.Event):
@@ -287,7 +287,7 @@ class Execution(KasalAggregate):
     def fail(self, error: str) -> None:
         check_transition(self.status, FAILED)
         error = (error or "Execution failed")[:MAX_ERROR_CHARS]
-        self.trigger_event(self.Failed, status=FAILED.value, message=error[:500], error=error)
+        self._record(self.Failed, status=FAILED.value, message=error[:500], error=error)
 
     class Failed(KasalAggregate.Event):
         status: str
@@ -300,7 +300,7 @@ class Execution(KasalAggregate):
 
     def cancel(self, reason: str = "Cancelled by user") -> None:
         check_transition(self.status, CANCELLED)
-        self.trigger_event(self.Cancelled, status=CANCELLED.value, message=reason[:500])
+        self._record(self.Cancelled, status=CANCELLED.value, message=reason[:500])
 
     class Cancelled(KasalAggregate.Event):
         status: str
@@ -318,7 +318,7 @@ class Execution(KasalAggregate):
             return False
         check_transition(self.status, CANCELLED)
         if self.cancel_requested is None:
-            self.trigger_event(self.CancelRequested, reason=reason[:500])
+            self._record(self.CancelRequested, reason=reason[:500])
         return True
 
     class CancelRequested(KasalAggregate.Event):
@@ -332,13 +332,17 @@ class Execution(KasalAggregate):
         if not name:
             raise InvalidError("A run name cannot be empty", errors=[("run_name", "must not be empty")])
         if name != self.run_name:
-            self.trigger_event(self.Renamed, run_name=name)
+            self._record(self.Renamed, run_name=name)
 
     class Renamed(KasalAggregate.Event):
         run_name: str
 
         def apply(self, aggregate: Any) -> None:
             aggregate.run_name = self.run_name
+
+    def _record(self, event_class: Any, **fields: Any) -> None:
+        """Trigger an event with its text made storable everywhere (see ``scrub``)."""
+        self.trigger_event(event_class, **scrub(fields))
 
     # -- reading -----------------------------------------------------------
 

@@ -21,9 +21,12 @@ from typing import Any, Union
 import msgspec
 
 PREVIEW_CHARS = 240
-INLINE_CHARS = 2000
+INLINE_BYTES = 2000
 EVENT_BUDGET_BYTES = 12_000
+NAME_CHARS = 200
+NAME_FIELDS = ("agent", "task", "tool", "model", "name", "source", "level")
 ROOT_SPAN = "execution"
+LATEST_AT = 32_503_680_000.0  # 3000-01-01 in unix seconds
 
 
 class TextRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,9 +43,20 @@ class TextRef(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def inline(cls, text: str) -> TextRef:
         """A short text kept whole; a long one cut to a preview (its rest is lost)."""
-        if len(text) <= INLINE_CHARS:
+        if fits_inline(text):
             return cls(preview=text, size=len(text.encode()))
         return cls(preview=text[:PREVIEW_CHARS], size=len(text.encode()))
+
+
+def fits_inline(text: str) -> bool:
+    """Short enough (in UTF-8 bytes, which is what events are stored as) to keep in an event."""
+    return len(text) <= INLINE_BYTES // 4 or len(text.encode()) <= INLINE_BYTES
+
+
+def clip_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode(errors="ignore")
 
 
 Text = Union[str, TextRef]
@@ -142,8 +156,32 @@ def ref_of(value: Text | None) -> dict[str, Any] | None:
     return msgspec.to_builtins(ref)
 
 
-def short(text: str | None, limit: int = INLINE_CHARS) -> str | None:
-    return None if text is None else text[:limit]
+def short(text: str | None) -> str | None:
+    return None if text is None else clip_bytes(text, INLINE_BYTES)
+
+
+def clipped(observation: Observation) -> Observation:
+    """Names (agent, task, tool, model, …) cut to a sane length, so no event can outgrow its
+    budget, and a time no read model could store (NaN, year 3000+) replaced by 0."""
+    changes: dict[str, Any] = {
+        name: value[:NAME_CHARS] for name in NAME_FIELDS
+        if isinstance(value := getattr(observation, name, None), str) and len(value) > NAME_CHARS
+    }
+    if not 0.0 <= observation.at < LATEST_AT:
+        changes["at"] = 0.0
+    return msgspec.structs.replace(observation, **changes) if changes else observation
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with NUL characters removed from every string: PostgreSQL text and jsonb refuse
+    them, and one such character in an event would stop the read models that fold it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    return value
 
 
 def empty_usage() -> dict[str, Any]:
@@ -164,37 +202,47 @@ class ProgressBuilder:
         self.open_spans = dict(open_spans)
         self.usage = dict(usage)
         self.payloads: list[dict[str, Any]] = []
+        self._items: list[tuple[str, dict[str, Any]]] = []
         self._fresh()
 
     def _fresh(self) -> None:
-        self._logs: list[dict[str, Any]] = []
-        self._spans: list[dict[str, Any]] = []
-        self._outputs: list[dict[str, Any]] = []
+        self._current: dict[str, list[dict[str, Any]]] = {"logs": [], "spans": [], "task_outputs": []}
         self._bytes = 0
 
-    def _add(self, bucket: list[dict[str, Any]], item: dict[str, Any]) -> None:
-        size = len(msgspec.json.encode(item))
-        if self._bytes and self._bytes + size > EVENT_BUDGET_BYTES:
-            self.flush()
-        bucket.append(item)
-        self._bytes += size
+    def _counters(self) -> dict[str, Any]:
+        return {"log_seq": self.log_seq, "span_seq": self.span_seq, "open_spans": dict(self.open_spans),
+                "usage": dict(self.usage)}
 
-    def flush(self) -> None:
-        """Close the payload being built (if it has anything in it)."""
-        if not (self._logs or self._spans or self._outputs):
-            return
-        self.payloads.append({
-            "logs": self._logs, "spans": self._spans, "task_outputs": self._outputs,
-            "log_seq": self.log_seq, "span_seq": self.span_seq,
-            "open_spans": dict(self.open_spans), "usage": dict(self.usage),
-        })
+    def _add(self, bucket: str, item: dict[str, Any]) -> None:
+        self._items.append((bucket, item))
+
+    def _end_payload(self, counters: dict[str, Any]) -> None:
+        if any(self._current.values()):
+            self.payloads.append(scrub({**self._current, **counters}))
         self._fresh()
 
     def build(self, observations: list[Observation]) -> list[dict[str, Any]]:
         for observation in observations:
             self.add(observation)
-        self.flush()
+        self._end_payload(self._counters())
         return self.payloads
+
+    def add(self, observation: Observation) -> None:
+        """Fold one observation; its items all land in one payload, opened afresh if it would not fit.
+
+        A payload closed early records the counters from *before* this
+        observation, so every payload's counters describe exactly its items.
+        """
+        before = self._counters()
+        self._fold(clipped(observation))
+        items, self._items = self._items, []
+        size = sum(len(msgspec.json.encode(item)) for _, item in items)
+        carried = len(msgspec.json.encode(self.open_spans))  # every payload repeats the open spans
+        if self._bytes and self._bytes + size + carried > EVENT_BUDGET_BYTES:
+            self._end_payload(before)
+        for bucket, item in items:
+            self._current[bucket].append(item)
+        self._bytes += size
 
     # -- spans -------------------------------------------------------------
 
@@ -211,7 +259,7 @@ class ProgressBuilder:
     def _open(self, key: str, kind: str, name: str, at: float, parent: str, attributes: dict[str, Any]) -> None:
         span_id = self._next_span()
         self.open_spans[key] = span_id
-        self._add(self._spans, {
+        self._add("spans", {
             "op": "open", "span_id": span_id, "parent_span_id": parent, "type": kind, "name": name,
             "at": at, "status": "running", "attributes": attributes,
         })
@@ -221,49 +269,49 @@ class ProgressBuilder:
         if span_id is None:  # an end without a start: record it as a point in time
             self._point(kind, name, at, at, self._parent(), status, attributes)
             return
-        self._add(self._spans, {
+        self._add("spans", {
             "op": "close", "span_id": span_id, "type": kind, "name": name, "at": at,
             "status": status, "attributes": attributes,
         })
 
     def _point(self, kind: str, name: str, started: float, ended: float, parent: str, status: str,
                attributes: dict[str, Any]) -> None:
-        self._add(self._spans, {
+        self._add("spans", {
             "op": "point", "span_id": self._next_span(), "parent_span_id": parent, "type": kind,
             "name": name, "started_at": started, "at": ended, "status": status, "attributes": attributes,
         })
 
     # -- observations ------------------------------------------------------
 
-    def add(self, o: Observation) -> None:
+    def _fold(self, o: Observation) -> None:
         if isinstance(o, LogLine):
             self.log_seq += 1
             message = ref_of(o.message) or {"preview": "", "size": 0, "sha256": None}
-            self._add(self._logs, {
-                "seq": self.log_seq, "at": o.at, "level": o.level.upper()[:16], "source": o.source[:200],
+            self._add("logs", {
+                "seq": self.log_seq, "at": o.at, "level": o.level.upper(), "source": o.source,
                 "message": message["preview"], "size": message["size"], "sha256": message["sha256"],
             })
         elif isinstance(o, CrewStarted):
-            self._open("crew", "crew", o.name[:200], o.at, ROOT_SPAN, {})
+            self._open("crew", "crew", o.name, o.at, ROOT_SPAN, {})
         elif isinstance(o, CrewCompleted):
             self._close("crew", "crew", "crew", o.at, "completed", {"result": ref_of(o.result)})
         elif isinstance(o, CrewFailed):
             self._close("crew", "crew", "crew", o.at, "failed", {"error": short(o.error)})
         elif isinstance(o, TaskStarted):
-            self._open(f"task:{o.task}", "task", o.task[:200], o.at, self._parent(), {"agent": o.agent})
+            self._open(f"task:{o.task}", "task", o.task, o.at, self._parent(), {"agent": o.agent})
         elif isinstance(o, (TaskCompleted, TaskFailed)):
             self._task_ended(o)
         elif isinstance(o, AgentStarted):
-            self._open(f"agent:{o.agent}", "agent", o.agent[:200], o.at, self._parent(task=self._current_task()), {})
+            self._open(f"agent:{o.agent}", "agent", o.agent, o.at, self._parent(task=self._current_task()), {})
         elif isinstance(o, AgentCompleted):
-            self._close(f"agent:{o.agent}", "agent", o.agent[:200], o.at, "completed", {"output": ref_of(o.output)})
+            self._close(f"agent:{o.agent}", "agent", o.agent, o.at, "completed", {"output": ref_of(o.output)})
         elif isinstance(o, LlmCall):
             self._llm_call(o)
         elif isinstance(o, ToolUsed):
             attributes = {"tool": o.tool, "agent": o.agent, "task": o.task, "input": ref_of(o.input),
                           "output": ref_of(o.output), "error": short(o.error)}
             status = "failed" if o.error else "completed"
-            self._point("tool_usage", o.tool[:200], o.at, o.at, self._parent(o.agent, o.task), status, attributes)
+            self._point("tool_usage", o.tool, o.at, o.at, self._parent(o.agent, o.task), status, attributes)
 
     def _current_task(self) -> str | None:
         """The task started last and not yet ended: an agent's span nests under it."""
@@ -274,8 +322,8 @@ class ProgressBuilder:
         output = None if failed else ref_of(o.output)  # type: ignore[union-attr]
         error = short(o.error) if failed else None  # type: ignore[union-attr]
         status = "failed" if failed else "completed"
-        self._close(f"task:{o.task}", "task", o.task[:200], o.at, status, {"output": output, "error": error})
-        self._add(self._outputs, {"task": o.task, "agent": o.agent, "status": status, "output": output,
+        self._close(f"task:{o.task}", "task", o.task, o.at, status, {"output": output, "error": error})
+        self._add("task_outputs", {"task": o.task, "agent": o.agent, "status": status, "output": output,
                                   "error": error, "at": o.at})
 
     def _llm_call(self, o: LlmCall) -> None:
@@ -290,5 +338,6 @@ class ProgressBuilder:
             "completion_tokens": o.completion_tokens, "cost": o.cost, "latency_ms": o.latency_ms,
             "prompt": ref_of(o.prompt), "response": ref_of(o.response),
         }
-        started = o.at - max(o.latency_ms, 0.0) / 1000.0
-        self._point("llm_call", o.model[:200], started, o.at, self._parent(o.agent, o.task), "completed", attributes)
+        latency_s = o.latency_ms / 1000.0 if 0.0 <= o.latency_ms < 1e9 else 0.0
+        started = max(0.0, o.at - latency_s)
+        self._point("llm_call", o.model, started, o.at, self._parent(o.agent, o.task), "completed", attributes)

@@ -11,6 +11,8 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+import msgspec
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from application.store import KasalStore, postgres_env
@@ -33,6 +35,8 @@ def build_core(settings: Settings, *, features: list[type[Feature]] | None = Non
     if not settings.database_url:
         raise ValueError("settings.database_url is required (the CLI starts an embedded PostgreSQL)")
     url = settings.database_url
+    # Read models hold JSON documents: msgspec decodes them several times faster.
+    set_json_loads(msgspec.json.decode)
     store = KasalStore(postgres_env(url, pool_size=settings.pool_size))
     pool = AsyncConnectionPool(url, open=False, min_size=2, max_size=settings.pool_size)
     core = Core(settings=settings, store=store, pool=pool, projector=None, database_url=url)  # type: ignore[arg-type]

@@ -27,6 +27,11 @@ class Projection:
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         raise NotImplementedError
 
+    def apply_page(self, cur: Cursor[Any], items: list[tuple[Any, int]]) -> None:
+        """Fold a page of ``(event, position)`` in log order; override to write set-wise."""
+        for event, position in items:
+            self.apply(cur, event, position)
+
     def create_tables(self, cur: Cursor[Any]) -> None:
         cur.execute(self.ddl)
 

@@ -6,10 +6,11 @@ The table is written only here; ``DocumentView`` owns the SQL that reads it.
 
 from __future__ import annotations
 
-import json
+import msgspec
 from typing import Any, ClassVar
 from uuid import UUID
 
+import psycopg
 from psycopg import Cursor
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -19,8 +20,12 @@ from domain.base import Document, event_classes
 from projections.base import Projection
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str)
+def _dumps(value: Any) -> bytes:
+    return _ENCODER.encode(value)
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
+_INSERT_COLUMNS = "(group_id, id, name, doc, version, created_at, updated_at, created_by, updated_by, position)"
 
 
 class DocumentProjection(Projection):
@@ -46,45 +51,106 @@ class DocumentProjection(Projection):
     def topics(self) -> frozenset[str]:
         return frozenset(c.TOPIC for c in event_classes(self.aggregate).values() if "TOPIC" in c.__dict__)
 
+    def prepare_event(self, event: Any) -> Any:
+        """Hook: the event as this read model should see it (e.g. with secrets removed)."""
+        return event
+
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
-        if isinstance(event, self.aggregate.Created):
-            cur.execute(
-                f"INSERT INTO {self.table} (group_id, id, name, doc, version, created_at, updated_at,"
-                " created_by, updated_by, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (group_id, id) DO NOTHING",
-                (
-                    event.group_id, event.originator_id, event.fields.get("name"),
-                    Jsonb(event.fields, dumps=_dumps), event.originator_version, event.timestamp,
-                    event.timestamp, event.actor, event.actor, position,
-                ),
-            )
-        elif isinstance(event, self.aggregate.Deleted):
-            cur.execute(
-                f"DELETE FROM {self.table} WHERE group_id = %s AND id = %s",
-                (event.group_id, event.originator_id),
-            )
-        elif hasattr(event, "fields") or hasattr(event, "changes"):
-            replace = not hasattr(event, "changes")
-            data = event.fields if replace else event.changes
-            doc_sql = "%s" if replace else "doc || %s"
-            name_sql = "name" if "name" not in data else "%s"
-            params: list[Any] = [Jsonb(data, dumps=_dumps)]
-            if "name" in data:
-                params.append(data["name"])
-            params += [event.originator_version, event.timestamp, event.actor, position,
-                       event.group_id, event.originator_id]
-            cur.execute(
-                f"UPDATE {self.table} SET doc = {doc_sql}, name = {name_sql}, version = %s,"
-                " updated_at = %s, updated_by = %s, position = %s WHERE group_id = %s AND id = %s",
-                params,
-            )
-        else:
-            cur.execute(
-                f"UPDATE {self.table} SET version = %s, updated_at = %s, updated_by = %s, position = %s"
-                " WHERE group_id = %s AND id = %s",
-                (event.originator_version, event.timestamp, event.actor, position,
-                 event.group_id, event.originator_id),
-            )
+        self.apply_page(cur, [(event, position)])
+
+    def apply_page(self, cur: Cursor[Any], items: list[tuple[Any, int]]) -> None:
+        """Fold the page per document in memory, then write each touched row once.
+
+        Applying events one statement at a time caps rebuilds near a thousand
+        events a second; folding first gives the same rows with a handful of
+        batched statements per page.
+        """
+        folded: dict[tuple[str, Any], _Fold] = {}
+        for raw, position in items:
+            event = self.prepare_event(raw)
+            key = (event.group_id, event.originator_id)
+            fold = folded.setdefault(key, _Fold())
+            fold.add(event, position, self.aggregate)
+        inserts, replaces, patches, touches, deletes = [], [], [], [], []
+        for (group_id, doc_id), fold in folded.items():
+            if fold.deleted:
+                if not fold.created:
+                    deletes.append((group_id, doc_id))
+                continue
+            tail = (fold.version, fold.updated_at, fold.updated_by, fold.position)
+            if fold.created:
+                inserts.append((group_id, doc_id, fold.doc.get("name"), Jsonb(fold.doc, dumps=_dumps),
+                                fold.version, fold.created_at, fold.updated_at, fold.created_by,
+                                fold.updated_by, fold.position))
+            elif fold.replaced:
+                replaces.append((Jsonb(fold.doc, dumps=_dumps), fold.doc.get("name"), *tail, group_id, doc_id))
+            elif fold.patch:
+                has_name = "name" in fold.patch
+                patches.append((Jsonb(fold.patch, dumps=_dumps), has_name, fold.patch.get("name"), *tail,
+                                group_id, doc_id))
+            else:
+                touches.append((*tail, group_id, doc_id))
+        table = self.table
+        if inserts:
+            self._insert(cur, inserts)
+        if replaces:
+            cur.executemany(
+                f"UPDATE {table} SET doc = %s, name = %s, version = %s, updated_at = %s, updated_by = %s,"
+                " position = %s WHERE group_id = %s AND id = %s", replaces)
+        if patches:
+            cur.executemany(
+                f"UPDATE {table} SET doc = doc || %s, name = CASE WHEN %s THEN %s ELSE name END,"
+                " version = %s, updated_at = %s, updated_by = %s, position = %s"
+                " WHERE group_id = %s AND id = %s", patches)
+        if touches:
+            cur.executemany(
+                f"UPDATE {table} SET version = %s, updated_at = %s, updated_by = %s, position = %s"
+                " WHERE group_id = %s AND id = %s", touches)
+        if deletes:
+            cur.executemany(f"DELETE FROM {table} WHERE group_id = %s AND id = %s", deletes)
+
+
+    def _insert(self, cur: Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
+        """COPY new rows in; a row that exists already (never expected) falls back to skipping it."""
+        try:
+            with cur.connection.transaction(), cur.copy(f"COPY {self.table} {_INSERT_COLUMNS} FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.errors.UniqueViolation:
+            cur.executemany(
+                f"INSERT INTO {self.table} {_INSERT_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (group_id, id) DO NOTHING", rows)
+
+
+class _Fold:
+    """What a page of events does to one document row."""
+
+    __slots__ = ("created", "replaced", "deleted", "doc", "patch", "version", "created_at", "updated_at",
+                 "created_by", "updated_by", "position")
+
+    def __init__(self) -> None:
+        self.created = self.replaced = self.deleted = False
+        self.doc: dict[str, Any] = {}
+        self.patch: dict[str, Any] = {}
+
+    def add(self, event: Any, position: int, aggregate: type[Document]) -> None:
+        self.version, self.updated_at, self.updated_by, self.position = (
+            event.originator_version, event.timestamp, event.actor, position)
+        if isinstance(event, aggregate.Created):
+            self.created, self.deleted = True, False
+            self.doc = dict(event.fields)
+            self.created_at, self.created_by = event.timestamp, event.actor
+        elif isinstance(event, aggregate.Deleted):
+            self.deleted = True
+        elif hasattr(event, "changes"):
+            if self.created or self.replaced:
+                self.doc.update(event.changes)
+            else:
+                self.patch.update(event.changes)
+        elif hasattr(event, "fields"):
+            self.replaced = not self.created
+            self.doc = dict(event.fields)
+            self.patch = {}
 
 
 def document_table_ddl(table: str) -> str:
@@ -163,14 +229,16 @@ class DocumentView:
             where += " AND doc @> %s"
             params.append(Jsonb(contains))
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            # The page walks the (group_id, created_at, id) index and stops at
+            # LIMIT; counting separately keeps a window count from sorting the group.
             await cur.execute(
-                f"SELECT *, count(*) OVER () AS total FROM {self.table} WHERE {where}"
+                f"SELECT * FROM {self.table} WHERE {where}"
                 " ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
                 [*params, limit, offset],
             )
             rows = await cur.fetchall()
-            if rows:
-                total = rows[0]["total"]
+            if offset == 0 and len(rows) < limit:
+                total = len(rows)
             else:
                 await cur.execute(f"SELECT count(*) AS total FROM {self.table} WHERE {where}", params)
                 total = (await cur.fetchone() or {"total": 0})["total"]

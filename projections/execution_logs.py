@@ -37,7 +37,11 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 
 
 def from_unix(at: float) -> datetime:
-    return datetime.fromtimestamp(at, timezone.utc)
+    """A recorded unix time; one no timestamp can hold folds to the epoch rather than halt the projector."""
+    try:
+        return datetime.fromtimestamp(at, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return datetime.fromtimestamp(0, timezone.utc)
 
 
 class ExecutionLogsProjection(Projection):

@@ -25,6 +25,9 @@ apply_quiet_environment()  # must precede the litellm import: it fetches its cos
 
 import litellm  # noqa: E402
 
+# LiteLLM prints a "Give Feedback / Get Help" banner on every provider error.
+litellm.suppress_debug_info = True
+
 OFFLINE_PROVIDER = "offline"
 OFFLINE_DELAYS: dict[str, float] = {"offline/echo": 0.0, "offline/slow": 0.2}
 BACKING_MODEL = "openai/gpt-4o-mini"

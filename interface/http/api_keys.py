@@ -17,7 +17,6 @@ from uuid import UUID
 import msgspec
 import psycopg
 from litestar import Controller, Request, Response, delete, get, post, put
-from psycopg import Cursor
 
 from application.api_keys import ApiKeyService
 from domain.api_key import SECRET_FIELD, ApiKey
@@ -37,14 +36,14 @@ KEY_FILE = "secret.key"
 class ApiKeyProjection(DocumentProjection):
     """The document read model minus the ciphertext: rows keep only whether a key is set."""
 
-    def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
+    def prepare_event(self, event: Any) -> Any:
         for attr in ("fields", "changes"):
             data = getattr(event, attr, None)
             if isinstance(data, dict) and SECRET_FIELD in data:
                 redacted = {k: v for k, v in data.items() if k != SECRET_FIELD}
                 redacted["is_set"] = bool(data[SECRET_FIELD])
                 event = dataclasses.replace(event, **{attr: redacted})
-        super().apply(cur, event, position)
+        return event
 
 
 class ApiKeyWrite(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -16,6 +16,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
 
+from application.ports import ModelProviderError
 from domain import errors as domain
 
 log = logging.getLogger("kasal.http")
@@ -28,6 +29,7 @@ STATUS_OF: dict[type[domain.DomainError], int] = {
     domain.ForbiddenError: 403,
     domain.UnauthorizedError: 401,
     domain.PreconditionFailedError: 412,
+    ModelProviderError: 502,
 }
 
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")

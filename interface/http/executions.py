@@ -143,6 +143,7 @@ class ExecutionsFeature(Feature):
         self.texts = ContentView(core.pool)
         self.cancellations = CancelRegistry()
         self.heartbeat_s = 15.0
+        self.runner: Any = None  # set by the runner feature when this process runs crews
 
     def projections(self) -> list[Any]:
         return [ExecutionsProjection(), ExecutionLogsProjection(), ExecutionTraceProjection()]
@@ -155,14 +156,9 @@ class ExecutionsFeature(Feature):
         return [ExecutionController, ExecutionHistoryController, *LOG_HANDLERS, *TRACE_HANDLERS]
 
     async def start(self) -> None:
+        # Recovering orphans at start-up is the runner's job: only it knows which runners are alive.
         await self.core.run(functools.partial(self.sync_pool.open, wait=True, timeout=30))
         await self.core.run(self.content.create_table)
-        if self.core.settings.run_workers:
-            # This process runs the runner, so what a previous one left unfinished is orphaned;
-            # the first requests after a restart should already see them cancelled.
-            await self.core.run(self.service.recover_orphans)
-            position = await self.core.run(self.core.store.max_position)
-            await self.core.projector.wait_for(position, self.core.settings.read_your_writes_timeout)
 
     async def stop(self) -> None:
         await self.core.run(self.sync_pool.close)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -24,6 +25,7 @@ from domain.execution_progress import (
 )
 from interface.app import create_app
 from interface.http.executions import ExecutionsFeature
+from projections.engine import Projector
 
 pytestmark = pytest.mark.anyio
 
@@ -260,10 +262,11 @@ async def test_long_texts_are_kept_whole_outside_small_events(client) -> None:
         LogLine(at=T0, message=long_line),
         LlmCall(at=T0 + 1, model="offline/echo", prompt=prompt, response="ok", prompt_tokens=1, completion_tokens=1,
                 latency_ms=1, cost=None, agent=None, task=None),
+        LogLine(at=T0 + 2, message="a NUL\x00 is dropped, not fatal" + "\x00" * 3000),
     ])
     execution_id = started["execution_id"]
     logs = (await client.get(f"/api/v1/execution-logs/{execution_id}", headers=runner.fresh())).json()
-    assert logs["items"][0]["message"] == long_line
+    assert [item["message"] for item in logs["items"]] == [long_line, "a NUL is dropped, not fatal"]
     llm = next(s for s in (await client.get(f"/api/v1/execution-trace/{execution_id}")).json()["spans"]
                if s["type"] == "llm_call")
     reference = llm["attributes"]["prompt"]
@@ -335,6 +338,25 @@ async def test_kasal_paths_answer_in_kasals_shapes(client) -> None:
     assert [h["execution_id"] for h in history["items"]] == [execution_id]
 
 
+async def test_rebuilding_the_execution_read_models_gives_the_same_rows(client) -> None:
+    execution_id, runner = await run_to_completion(client)
+    cancelled = (await start(client))["execution_id"]
+    await client.post(f"/api/v1/executions/{cancelled}/cancel")
+    await client.get(f"/api/v1/executions/{execution_id}", headers=runner.fresh())
+    tables = ("rm_executions", "rm_execution_logs", "rm_execution_spans")
+
+    def rows() -> dict[str, list[Any]]:
+        with psycopg.connect(runner.core.database_url) as conn:
+            return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in tables}
+
+    live = await anyio.to_thread.run_sync(rows)
+    runner.core.projector.stop()
+    rebuilt = Projector(runner.core.database_url, runner.core.store, runner.feature.projections())
+    await anyio.to_thread.run_sync(rebuilt.rebuild)
+    assert await anyio.to_thread.run_sync(rows) == live
+    assert len(live["rm_executions"]) == 2 and live["rm_execution_logs"] and live["rm_execution_spans"]
+
+
 # -- cancelling --------------------------------------------------------------
 
 
@@ -383,14 +405,17 @@ async def test_force_stop_cancels_a_running_execution_at_once(client) -> None:
     assert (await client.get(f"/api/v1/executions/{started['execution_id']}")).json()["status"] == "CANCELLED"
 
 
-async def test_a_restart_cancels_what_the_previous_process_left_unfinished(settings) -> None:
+async def test_recovery_after_a_restart_cancels_what_the_previous_process_left_unfinished(settings) -> None:
     async with AsyncTestClient(app=create_app(settings)) as before:
-        pending = (await start(before))["execution_id"]
         running = (await start(before))["execution_id"]
         await Runner(before).run_until_running()
-    async with AsyncTestClient(app=create_app(settings.with_(run_workers=True))) as after:
+        pending = (await start(before))["execution_id"]
+    async with AsyncTestClient(app=create_app(settings)) as after:
+        runner = Runner(after)
+        recovered = await anyio.to_thread.run_sync(runner.service.recover_orphans)
+        assert sorted(map(str, recovered)) == sorted([pending, running])
         for execution_id in (pending, running):
-            shown = (await after.get(f"/api/v1/execution-history/{execution_id}")).json()
+            shown = (await after.get(f"/api/v1/execution-history/{execution_id}", headers=runner.fresh())).json()
             assert shown["status"] == "CANCELLED"
             assert shown["timeline"][-1]["message"] == RESTART_MESSAGE
             assert shown["timeline"][-1]["actor"] == "system:recovery"

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from uuid import UUID
 
 import pytest
-from hypothesis import settings, strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 from application.content import MemoryContentStore
@@ -22,8 +22,8 @@ from domain.execution import (
     Execution, ExecutionStatus, TransitionError, placeholder_run_name, redact,
 )
 from domain.execution_progress import (
-    AgentCompleted, AgentStarted, CrewStarted, LlmCall, LogLine, Observation, TaskCompleted, TaskStarted,
-    ToolUsed,
+    AgentCompleted, AgentStarted, CrewStarted, LlmCall, LogLine, Observation, TaskCompleted, TaskFailed,
+    TaskStarted, ToolUsed,
 )
 
 AGENTS = {"researcher": {"role": "Researcher", "goal": "Find {topic}", "backstory": "b"}}
@@ -74,6 +74,10 @@ def fold(store: KasalStore, execution_id: UUID) -> Execution:
     """Fold the stored events from scratch, without the repository."""
     events = list(store.repository.event_store.get(execution_id))
     return functools.reduce(lambda aggregate, event: event.mutate(aggregate), events, None)  # type: ignore[arg-type, return-value]
+
+
+def stored_states(store: KasalStore) -> list[bytes]:
+    return [n.state for n in store.recorder.select_notifications(start=1, limit=100_000)]
 
 
 def stored_sizes(store: KasalStore) -> list[int]:
@@ -218,6 +222,50 @@ def test_a_large_configuration_is_kept_in_the_content_store_and_given_to_the_run
     assert max(stored_sizes(store)) < MAX_EVENT_BYTES
     job = service.claim_next("r1")
     assert job is not None and job.agents == agents and job.tasks == TASKS
+
+
+times = st.floats(min_value=0, max_value=2e9) | st.sampled_from([float("nan"), -1.0, 1e20])
+texts = st.builds(lambda n, c: c * n, st.integers(0, 40_000), st.sampled_from(["a", "é", "中", "🙂", "\x00"]))
+names = st.builds(lambda n, c: c * n, st.integers(1, 3_000), st.sampled_from(["n", "🙂"]))
+observations = st.one_of(
+    st.builds(LogLine, at=times, message=texts, source=names),
+    st.builds(CrewStarted, at=times, name=names),
+    st.builds(TaskStarted, at=times, task=names, agent=names),
+    st.builds(AgentStarted, at=times, agent=names),
+    st.builds(AgentCompleted, at=times, agent=names, output=texts),
+    st.builds(TaskCompleted, at=times, task=names, agent=names, output=texts),
+    st.builds(TaskFailed, at=times, task=names, agent=names, error=texts),
+    st.builds(LlmCall, at=times, model=names, prompt=texts, response=texts, prompt_tokens=st.integers(0, 10**6),
+              completion_tokens=st.integers(0, 10**6), latency_ms=st.floats(0, 1e6) | st.sampled_from([1e30, -5.0]),
+              cost=st.none() | st.floats(0, 10), agent=st.none() | names, task=st.none() | names),
+    st.builds(ToolUsed, at=times, tool=names, input=texts, output=st.none() | texts, error=st.none() | texts,
+              agent=st.none() | names, task=st.none() | names),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batches=st.lists(st.lists(observations, max_size=25), min_size=1, max_size=3))
+def test_any_progress_becomes_small_events_with_contiguous_seqs_and_summed_usage(
+    batches: list[list[Observation]],
+) -> None:
+    store, service, _ = new_service()
+    with acting_as(user()):
+        execution_id = service.request_execution(agents=AGENTS, tasks=TASKS, model="m").execution_id
+        service.mark_preparing(execution_id)
+        for batch in batches:
+            service.record_progress(execution_id, batch)
+    assert max(stored_sizes(store)) < MAX_EVENT_BYTES
+    assert all(b"\\u0000" not in state for state in stored_states(store))
+    events = [e for e in store.repository.event_store.get(execution_id) if isinstance(e, Execution.ProgressRecorded)]
+    sent = [o for batch in batches for o in batch]
+    assert [line["seq"] for e in events for line in e.logs] == list(range(1, sum(isinstance(o, LogLine) for o in sent) + 1))
+    seen = 0
+    for event in events:  # each event's counters describe exactly the lines up to and including its own
+        seen += len(event.logs)
+        assert event.log_seq == seen
+    calls = [o for o in sent if isinstance(o, LlmCall)]
+    assert fold(store, execution_id).usage["prompt_tokens"] == sum(c.prompt_tokens for c in calls)
+    assert fold(store, execution_id).usage["llm_calls"] == len(calls)
 
 
 # -- the state machine -----------------------------------------------------
@@ -375,7 +423,7 @@ class ExecutionLifecycle(RuleBasedStateMachine):
         assert all(size < MAX_EVENT_BYTES for size in stored_sizes(self.store))
 
 
-ExecutionLifecycle.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+ExecutionLifecycle.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 TestExecutionLifecycle = ExecutionLifecycle.TestCase
 
 
