@@ -152,12 +152,14 @@ class ExecutionService:
             crew_version=crew_version, schedule_id=schedule_id, execution_type=execution_type, id=id,
         )
         offloader.save(self.content, group_id)
+        if execution.redacted:
+            # Kept before the save, so a runner of this process that claims at once still gets them.
+            self._sealed[execution.id] = dict(inputs or {})
         return execution
 
     def requested(self, execution: Execution, inputs: Mapping[str, Any] | None, position: int | None) -> Requested:
-        """After saving a prepared request: keep redacted inputs for this process's runner."""
-        if execution.redacted:
-            self._sealed[execution.id] = dict(inputs or {})
+        """The answer to a prepared request once it is saved. ``inputs`` is unused (sealing happens in
+        ``prepare_request``); the scheduler passes it, so it stays until that call changes."""
         return Requested(execution.id, PENDING.value, START_MESSAGE, execution.run_name, execution.version, position)
 
     # -- the runner's side -------------------------------------------------

@@ -10,7 +10,10 @@ slot fails the version check, re-reads, and finds nothing due. The
 execution's id is derived from (schedule, slot) as a second guard.
 
 Runs missed while no scheduler ran are not replayed one by one: the next
-tick fires only the latest missed slot, marked as a catch-up.
+tick (the service's first one runs during start-up) fires only the latest
+missed slot. A run that starts more than ``CATCH_UP_AFTER`` after its slot
+is recorded as a catch-up (``catch_up`` on the fire event, the execution's
+``options.schedule`` and the schedule's ``last_run_was_catch_up``).
 """
 
 from __future__ import annotations

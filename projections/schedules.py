@@ -35,11 +35,22 @@ class SchedulesProjection(DocumentProjection):
 
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         super().apply(cur, event, position)
-        data = getattr(event, "changes", None) or getattr(event, "fields", None) or {}
-        if "next_run_at" in data:
-            cur.execute(
-                f"UPDATE {TABLE} SET next_run_at = %s::timestamptz WHERE group_id = %s AND id = %s",
-                (data["next_run_at"], event.group_id, event.originator_id),
+        self._copy_next_run(cur, [event])
+
+    def apply_page(self, cur: Cursor[Any], items: list[tuple[Any, int]]) -> None:
+        super().apply_page(cur, items)
+        self._copy_next_run(cur, [event for event, _ in items])
+
+    def _copy_next_run(self, cur: Cursor[Any], events: list[Any]) -> None:
+        """Mirror ``doc.next_run_at`` into its indexed column for rows whose events set it."""
+        keys = {
+            (event.group_id, event.originator_id) for event in events
+            if "next_run_at" in (getattr(event, "changes", None) or getattr(event, "fields", None) or {})
+        }
+        if keys:
+            cur.executemany(
+                f"UPDATE {TABLE} SET next_run_at = (doc->>'next_run_at')::timestamptz"
+                " WHERE group_id = %s AND id = %s", sorted(keys, key=str),
             )
 
 

@@ -194,7 +194,9 @@ class GenerationFeature(Feature):
         self.model_client: ModelClient = LiteLLMModelClient()
 
     def route_handlers(self) -> list[Any]:
-        return [GenerationController]
+        from interface.http.run_names import generate_name
+
+        return [GenerationController, generate_name]
 
     def model_key(self, requested: str | None) -> str:
         return (requested or self.core.settings.default_model).strip()

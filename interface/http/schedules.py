@@ -108,6 +108,8 @@ def definition(data: ScheduleFields) -> dict[str, Any]:
 
 
 class SchedulesFeature(Feature):
+    """Schedule definitions, their read model, and the scheduler that fires them (``interface.scheduler``)."""
+
     name = "schedules"
 
     def __init__(self, core: Core) -> None:
