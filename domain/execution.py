@@ -206,7 +206,8 @@ class Execution(KasalAggregate):
         """Reserve a PENDING execution for one runner (until its lease runs out)."""
         if self.status is not PENDING:
             raise TransitionError(f"Execution is {self.status.value}; only PENDING executions can be claimed")
-        if self.claimed_by is not None and self.claimed_by != runner_id and self.lease_until > now:
+        if self.claimed_by is not None and self.lease_until > now:
+            # Also when the claimant is this runner: a second claim would mean a second run.
             raise ConflictError(f"Execution is already claimed by {self.claimed_by}")
         self._record(self.Claimed, runner_id=runner_id, lease_until=now + lease_s)
 

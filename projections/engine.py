@@ -62,16 +62,12 @@ class Projector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
         self._thread = threading.Thread(target=self._run, name="kasal-projector", daemon=True)
         self._thread.start()
 
@@ -90,12 +86,19 @@ class Projector:
     # -- waiting ---------------------------------------------------------
 
     async def wait_for(self, position: int | None, timeout: float) -> bool:
-        """Wait until ``position`` is projected; False if the timeout passed first."""
+        """Wait until ``position`` is projected; False if the timeout passed first.
+
+        Works from any event loop (the app's, or a test's): each waiter is
+        released on its own loop.
+        """
         if position is None or self.position >= position:
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (position, future)
-        self._waiters.append(entry)
+        with self._waiters_lock:
+            self._waiters.append(entry)
+        if self.position >= position:
+            return True
         self.wake()
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout)
@@ -103,8 +106,9 @@ class Projector:
         except TimeoutError:
             return self.position >= position
         finally:
-            if entry in self._waiters:
-                self._waiters.remove(entry)
+            with self._waiters_lock:
+                if entry in self._waiters:
+                    self._waiters.remove(entry)
 
     def wait_sync(self, position: int | None, timeout: float) -> bool:
         if position is None:
@@ -119,16 +123,13 @@ class Projector:
         self.position = position
         with self._cond:
             self._cond.notify_all()
-        if self._loop is not None and self._waiters:
+        with self._waiters_lock:
+            ready = [future for wanted, future in self._waiters if wanted <= position]
+        for future in ready:
             try:
-                self._loop.call_soon_threadsafe(self._release_waiters)
-            except RuntimeError:
+                future.get_loop().call_soon_threadsafe(_release, future)
+            except RuntimeError:  # that loop has closed; its waiter is gone with it
                 pass
-
-    def _release_waiters(self) -> None:
-        for wanted, future in list(self._waiters):
-            if wanted <= self.position and not future.done():
-                future.set_result(None)
 
     # -- the loop --------------------------------------------------------
 
@@ -286,3 +287,8 @@ class Projector:
 
     def lag(self) -> int:
         return max(0, self.store.max_position() - self.position)
+
+
+def _release(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -23,7 +23,7 @@ from application.crew_config import CrewReport, missing_inputs, validate_crew
 from application.crews import debug_crew
 from application.executions import ExecutionService
 from domain.context import current_actor
-from domain.errors import InvalidError, NotFoundError
+from domain.errors import ConflictError, InvalidError, NotFoundError
 from domain.execution import TERMINAL, ExecutionStatus
 from interface.content_store import PostgresContentStore
 from interface.core import Core, Feature
@@ -273,6 +273,28 @@ async def first_task_name(core: Core, crew: dict[str, Any]) -> str | None:
     return str(task["name"]) if task and task.get("name") else None
 
 
+async def refuse_when_busy(core: Core) -> None:
+    """Kasal's single-job rule, when configured: a second run is 409 instead of queueing.
+
+    Only the caller's group is looked at, so the message never names another tenant's run.
+    """
+    if not core.settings.reject_when_busy:
+        return
+    view = core.get(ExecutionsFeature).view
+    busy: list[dict[str, Any]] = []
+    unfinished = 0
+    for status in ("RUNNING", "PREPARING", "PENDING"):
+        page = await view.list(group_id(), limit=1, offset=0, status=status)
+        busy += page["items"]
+        unfinished += page["total"]
+    if unfinished >= core.settings.max_concurrent_executions:
+        current = busy[0]
+        raise ConflictError(
+            f"Cannot start new job. Another job is currently running: '{current['run_name']}' "
+            f"(Status: {current['status']})."
+        )
+
+
 class ExecutionController(Controller):
     path = "/api/v1/executions"
     tags = ["executions"]
@@ -285,6 +307,7 @@ class ExecutionController(Controller):
         redacted in everything recorded. 422 lists what would stop the crew from running."""
         inputs = dict(data.inputs or {})
         plan = await plan_crew(core, data, inputs)
+        await refuse_when_busy(core)
         service = core.get(ExecutionsFeature).service
         requested = await core.run(functools.partial(
             service.request_execution, **plan, inputs=inputs, planning=data.planning, reasoning=data.reasoning,
@@ -294,6 +317,9 @@ class ExecutionController(Controller):
         headers["Location"] = location(request, requested.execution_id)
         body = ExecutionStarted(execution_id=str(requested.execution_id), status=requested.status,
                                 message=requested.message, run_name=requested.run_name)
+        runner = core.get(ExecutionsFeature).runner
+        if runner is not None:
+            runner.wake()
         return Response(body, status_code=201, headers=headers)
 
     @get("/", summary="List executions")

@@ -234,7 +234,10 @@ class _ScheduleRoutes(Controller):
         """Create a schedule: ``name``, a five-field ``cron_expression``, ``timezone`` (IANA, default
         UTC), the crew (``crew_id``, or ``agents_yaml`` and ``tasks_yaml``), ``inputs``, ``model``, and
         ``enabled`` (alias ``is_active``, default true). An invalid cron expression or time zone, or a
-        crew that is unknown in the caller's group or could not run, is 422."""
+        crew that is unknown in the caller's group or could not run, is 422. Across daylight-saving
+        changes each matching wall-clock time runs once: a repeated time at its first occurrence, a
+        skipped time at the moment the clocks jump forward. After downtime, only the latest missed
+        time runs, marked ``last_run_was_catch_up``."""
         return await create_schedule(request, core, data)
 
     @get("/", summary="List schedules")

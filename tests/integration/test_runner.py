@@ -81,3 +81,17 @@ async def test_cancelling_a_running_execution_ends_it_cancelled_by_the_caller(se
         assert done["status"] == "CANCELLED"
         history = (await client.get(f"/api/v1/execution-history/{started['execution_id']}")).json()
         assert history["timeline"][-1]["actor"] == "local-admin"
+
+
+async def test_the_single_job_rule_answers_409_with_kasals_message(settings) -> None:
+    runtime = FakeCrewRuntime(lines=500, delay=0.05)
+    app = runner_app(settings, runtime, max_concurrent_executions=1, reject_when_busy=True)
+    async with AsyncTestClient(app=app) as client:
+        first = (await client.post("/api/v1/executions", json=CREW)).json()
+        await wait_status(client, first["execution_id"], {"RUNNING"})
+        second = await client.post("/api/v1/executions", json=CREW)
+        assert second.status_code == 409
+        assert second.json()["detail"] == (
+            f"Cannot start new job. Another job is currently running: '{first['run_name']}' (Status: RUNNING)."
+        )
+        await client.post(f"/api/v1/executions/{first['execution_id']}/cancel")
