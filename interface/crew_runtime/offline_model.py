@@ -23,10 +23,26 @@ from interface.crew_runtime.runtime import apply_quiet_environment
 
 apply_quiet_environment()  # must precede the litellm import: it fetches its cost map at import
 
-import litellm  # noqa: E402
+import importlib  # noqa: E402
+from types import ModuleType  # noqa: E402
 
-# LiteLLM prints a "Give Feedback / Get Help" banner on every provider error.
-litellm.suppress_debug_info = True
+
+class _LazyLiteLLM:
+    """LiteLLM, imported on first use: it takes seconds, and the API process starts
+    without it (only generation and the crew children call models)."""
+
+    _module: ModuleType | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if _LazyLiteLLM._module is None:
+            module = importlib.import_module("litellm")
+            # LiteLLM prints a "Give Feedback / Get Help" banner on every provider error.
+            module.suppress_debug_info = True
+            _LazyLiteLLM._module = module
+        return getattr(_LazyLiteLLM._module, name)
+
+
+litellm: Any = _LazyLiteLLM()
 
 OFFLINE_PROVIDER = "offline"
 OFFLINE_DELAYS: dict[str, float] = {"offline/echo": 0.0, "offline/slow": 0.2}

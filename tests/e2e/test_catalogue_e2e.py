@@ -6,6 +6,17 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture
+def server(database_url, tmp_path):
+    """A server that runs no crews: these tests only need the catalogue."""
+    from tests.e2e.conftest import ServerProcess
+
+    process = ServerProcess(database_url, tmp_path / "home", env={"KASAL_RUN_WORKERS": "false"})
+    process.start()
+    yield process
+    process.stop()
+
 CONTRACT_AGENT = {
     "name": "Research Agent",
     "role": "Senior Researcher",
