@@ -96,7 +96,8 @@ class Context:
     def server(self) -> ServerProcess:
         """The shared service (one uvicorn worker) on a fresh database, started on first use."""
         if self._server is None:
-            self._server = ServerProcess(self.databases.create(), name="shared")
+            # The HTTP scenarios run no crews: keep the crew runner (and its CrewAI import) out.
+            self._server = ServerProcess(self.databases.create(), name="shared", env={"KASAL_RUN_WORKERS": "false"})
             self._server.start()
         return self._server
 

@@ -125,6 +125,20 @@ class ServerProcess:
                 pass
         return total
 
+    def pss(self) -> int:
+        """Proportional memory of the server and its children, in bytes.
+
+        Forked crew children share the forkserver's pages (copy-on-write);
+        summing their RSS counts those pages once per child, PSS once in all.
+        """
+        total = 0
+        for proc in self._tree():
+            try:
+                total += proc.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+                pass
+        return total
+
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the server process and its children."""
         total = 0.0

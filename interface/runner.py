@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -32,6 +33,7 @@ from interface.runner_registry import RunnerRegistry
 log = logging.getLogger("kasal.runner")
 
 FLUSH_INTERVAL_S = 0.2
+CANCEL_CHECK_S = 0.6
 FLUSH_MAX_ITEMS = 200
 POLL_INTERVAL_S = 1.0
 
@@ -59,6 +61,7 @@ class _Run:
     cancel_reason: str | None = None
     process: CrewProcessPort | None = None
     buffer: list[Observation] = field(default_factory=list)
+    pending: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ExecutionRunner:
@@ -188,6 +191,7 @@ class ExecutionRunner:
                         outcome = observation
                         break
                     run.buffer.append(observation)
+                    run.pending.set()
                     if len(run.buffer) >= FLUSH_MAX_ITEMS:
                         await self._flush(run)
         finally:
@@ -222,12 +226,28 @@ class ExecutionRunner:
         return str(record.get("litellm_model") or name) if record else name
 
     async def _flush_periodically(self, run: _Run) -> None:
-        ticks = 0
+        """Append what the child said: at once after a quiet spell, then at most every interval.
+
+        Sparse lines (most crews) reach readers within milliseconds; a chatty
+        crew is still appended a few batches per second, not one event a line.
+        """
+        last_flush = 0.0
+        last_cancel_check = time.monotonic()
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            await self._flush(run)
-            ticks += 1
-            if ticks % 3 == 0 and run.cancel_reason is None:
+            try:
+                await asyncio.wait_for(run.pending.wait(), CANCEL_CHECK_S)
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            if run.buffer:
+                wait = FLUSH_INTERVAL_S - (now - last_flush)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                run.pending.clear()
+                last_flush = time.monotonic()
+                await self._flush(run)
+            if now - last_cancel_check >= CANCEL_CHECK_S and run.cancel_reason is None:
+                last_cancel_check = now
                 await self._watch_for_remote_cancel(run)
 
     async def _watch_for_remote_cancel(self, run: _Run) -> None:
