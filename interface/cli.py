@@ -91,6 +91,7 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
 def projections(args: argparse.Namespace, settings: Settings) -> int:
     """``kasal projections rebuild``: fold every read model again from the event log."""
     from interface.app import build_core
+    from projections.engine import ProjectorBusyError
 
     if args.action != "rebuild":
         return 2
@@ -106,6 +107,9 @@ def projections(args: argparse.Namespace, settings: Settings) -> int:
 
         try:
             read = core.projector.rebuild(progress)
+        except ProjectorBusyError as exc:
+            print(f"kasal: {exc}", file=sys.stderr)
+            return 1
         finally:
             core.store.close()
         sys.stderr.write("\n")

@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS projection_tracking (
 """
 
 
+class ProjectorBusyError(RuntimeError):
+    """Another process holds the projector lock (a rebuild would fight it)."""
+
+
 class Projector:
     """Runs every projection over the one log; also answers "has position N been projected?"."""
 
@@ -248,7 +252,11 @@ class Projector:
         """Drop every read model and fold the whole log again; returns events read."""
         total = self.store.max_position()
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()
+            if not (row and row[0]):
+                raise ProjectorBusyError(
+                    "a running service is projecting these read models; stop it before rebuilding"
+                )
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     cur.execute(TRACKING_DDL)
