@@ -61,6 +61,9 @@ def _probe(modules: list[str]) -> None:
     sys.exit(0 if all(name in sys.modules for name in modules) else 3)
 
 
+READ_SLICE_S = 0.5
+
+
 class CrewProcess:
     """One running crew: its message stream and its lifecycle controls."""
 
@@ -70,6 +73,7 @@ class CrewProcess:
         self._job = job
         self._started = time.monotonic()
         self._cancelled = False
+        self._reader: anyio.CapacityLimiter | None = None
 
     @property
     def pid(self) -> int | None:
@@ -104,16 +108,23 @@ class CrewProcess:
         return None if self._job.timeout_s is None else self._started + self._job.timeout_s
 
     async def _read(self, deadline: float | None) -> bytes | None:
-        """Next raw message; None when the deadline passed; EOFError when the child is gone."""
+        """Next raw message; None when the deadline passed; EOFError when the child is gone.
+
+        The wait happens in a reader thread (``poll`` wakes the moment data
+        arrives). Registering pipe descriptors with the event loop instead lost
+        wake-ups when many short-lived children reused descriptor numbers.
+        """
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return None
-        if not self._conn.poll():
-            with anyio.move_on_after(remaining):
-                await anyio.wait_readable(self._conn.fileno())
-            if not self._conn.poll():
-                return None
-        return self._conn.recv_bytes()
+        wait = READ_SLICE_S if remaining is None else min(READ_SLICE_S, remaining)
+        if self._reader is None:
+            # A thread of its own, so many running crews never starve the
+            # event-store commands that share anyio's default thread pool.
+            self._reader = anyio.CapacityLimiter(1)
+        if not self._conn.poll() and not await anyio.to_thread.run_sync(self._conn.poll, wait, limiter=self._reader):
+            return None
+        return await anyio.to_thread.run_sync(self._conn.recv_bytes, limiter=self._reader)
 
     async def _end_without_result(self) -> m.CrewFailed:
         await anyio.to_thread.run_sync(self._process.join, CANCEL_GRACE_S)

@@ -311,3 +311,26 @@ def test_runs_start_fast_after_the_first(runtime: CrewRuntime) -> None:
         delays.append(anyio.run(seconds_to_first_message, process, started))
     print("\nrun() to first message, runs 2..5 (ms):", [round(d * 1000, 1) for d in delays[1:]])
     assert all(0 < d < 3.0 for d in delays[1:])
+
+
+def test_many_crews_at_once_all_reach_their_end(runtime: CrewRuntime) -> None:
+    """Children that start and exit together reuse pipe descriptors; no stream may stall."""
+
+    async def run_all() -> list[m.Message]:
+        ends: list[m.Message] = []
+
+        async def one(n: int) -> None:
+            process = runtime.run(two_task_job(f"burst-{n}"))
+            async with aclosing(process.messages()) as stream:
+                async for message in stream:
+                    if isinstance(message, m.TERMINAL):
+                        ends.append(message)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tasks:
+                for n in range(12):
+                    tasks.start_soon(one, n)
+        return ends
+
+    ends = anyio.run(run_all)
+    assert len(ends) == 12 and all(isinstance(end, m.CrewCompleted) for end in ends)
