@@ -130,6 +130,11 @@ def postgres_env(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> dic
         "POSTGRES_MAX_OVERFLOW": str(max_overflow),
         "POSTGRES_LOCK_TIMEOUT": "5",
         "POSTGRES_CONNECT_TIMEOUT": "10",
+        # Loading an aggregate reads only the events after its cached version
+        # (fast-forward), so long-lived ones such as a chatty execution do not
+        # replay their whole history on every command.
+        "AGGREGATE_CACHE_MAXSIZE": "1000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
     }
     return env
 
