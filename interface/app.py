@@ -68,24 +68,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await core.pool.open(wait=True, timeout=30)
-        core.projector.start()
-        await core.projector.wait_for(await core.run(core.store.max_position), 60)
-        started: list[Feature] = []
-        try:
-            for feature in core.features.values():
-                await feature.start()
-                started.append(feature)
+        async with core.running():
             yield
-        finally:
-            for feature in reversed(started):
-                try:
-                    await feature.stop()
-                except Exception:
-                    log.exception("feature %s failed to stop", feature.name)
-            core.projector.stop()
-            await core.pool.close()
-            core.store.close()
 
     handlers: list[Any] = [health]
     for feature in core.features.values():

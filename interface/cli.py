@@ -82,8 +82,10 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     from interface.app import build_core
     from interface.worker import run_worker, worker_settings
 
-    with database(worker_settings(settings)) as ready:
-        asyncio.run(run_worker(build_core(ready)))
+    if not settings.database_url:
+        log.error("kasal worker runs crews for a shared database: set KASAL_DATABASE_URL")
+        return 2
+    asyncio.run(run_worker(build_core(worker_settings(settings))))
     return 0
 
 

@@ -7,7 +7,9 @@ Nothing here is a module-level singleton: tests build as many cores as they like
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -19,6 +21,7 @@ from interface.settings import Settings
 from projections.base import Projection
 from projections.engine import Projector
 
+log = logging.getLogger("kasal")
 F = TypeVar("F", bound="Feature")
 T = TypeVar("T")
 
@@ -63,3 +66,25 @@ class Core:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a synchronous event-store command off the event loop."""
         return await anyio.to_thread.run_sync(fn, *args)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Core]:
+        """Pool, projector (caught up) and every feature, started in order and stopped in reverse."""
+        await self.pool.open(wait=True, timeout=30)
+        self.projector.start()
+        await self.projector.wait_for(await self.run(self.store.max_position), 60)
+        started: list[Feature] = []
+        try:
+            for feature in self.features.values():
+                await feature.start()
+                started.append(feature)
+            yield self
+        finally:
+            for feature in reversed(started):
+                try:
+                    await feature.stop()
+                except Exception:
+                    log.exception("feature %s failed to stop", feature.name)
+            self.projector.stop()
+            await self.pool.close()
+            self.store.close()

@@ -70,6 +70,7 @@ class ExecutionRunner:
     def __init__(
         self, feature: Any, runtime: CrewRuntimePort, *, max_concurrent: int, timeout_s: float,
         runner_id: str | None = None, credentials: Any = None, models: Any = None,
+        registry: RunnerRegistry | None = None,
     ) -> None:
         self.feature = feature
         self.core = feature.core
@@ -77,10 +78,11 @@ class ExecutionRunner:
         self.runtime = runtime
         self.max_concurrent = max(1, max_concurrent)
         self.timeout_s = timeout_s
-        self.runner_id = runner_id or new_runner_id()
+        self.registry = registry or RunnerRegistry(self.core.database_url, runner_id or new_runner_id())
+        self.runner_id = self.registry.runner_id
         self.credentials = credentials
         self.models = models
-        self.registry = RunnerRegistry(self.core.database_url, self.runner_id)
+        self._owns_registry = registry is None
         self.runs: dict[uuid.UUID, _Run] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -89,7 +91,8 @@ class ExecutionRunner:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        await self.core.run(self.registry.register)
+        if self._owns_registry:
+            await self.core.run(self.registry.register)
         await self.core.run(self.recover)
         self._task = asyncio.create_task(self._loop(), name="kasal-runner")
 
@@ -102,7 +105,8 @@ class ExecutionRunner:
                 await run.process.acancel()
         if self._children:
             await asyncio.wait(self._children, timeout=5)
-        await self.core.run(self.registry.close)
+        if self._owns_registry:
+            await self.core.run(self.registry.close)
 
     def wake(self) -> None:
         self._wake.set()
@@ -111,8 +115,9 @@ class ExecutionRunner:
         """Cancel executions whose owner is gone (DESIGN §7).
 
         Claimed executions are orphaned when their runner's liveness lock is
-        free. Unclaimed PENDING ones are cancelled only when no other runner
-        is alive: then this start is the restart of the service itself.
+        free. Unclaimed PENDING ones are cancelled only when no other process
+        of the service is alive (API-only processes register too): then this
+        start is the restart of the service itself.
         """
         others = self.registry.others_alive()
         recovered: list[uuid.UUID] = []

@@ -14,7 +14,8 @@ from typing import Any
 
 from interface.core import Core, Feature
 from interface.http.executions import ExecutionsFeature
-from interface.runner import CrewRuntimePort, ExecutionRunner
+from interface.runner import CrewRuntimePort, ExecutionRunner, new_runner_id
+from interface.runner_registry import RunnerRegistry
 from interface.settings import Settings
 
 log = logging.getLogger("kasal.worker")
@@ -29,9 +30,14 @@ class RunnerFeature(Feature):
         super().__init__(core)
         self.runtime = runtime
         self.runner: ExecutionRunner | None = None
+        self.registry: RunnerRegistry | None = None
         self._warming: asyncio.Task[Any] | None = None
 
     async def start(self) -> None:
+        # Every process says it is alive, runner or not, so that a runner
+        # starting elsewhere leaves the PENDING work of a live API alone.
+        self.registry = RunnerRegistry(self.core.database_url, new_runner_id())
+        await self.core.run(self.registry.register)
         if not self.core.settings.run_workers:
             return
         executions = self.core.get(ExecutionsFeature)
@@ -42,6 +48,7 @@ class RunnerFeature(Feature):
             timeout_s=self.core.settings.execution_timeout,
             credentials=self._credentials(),
             models=self._models(),
+            registry=self.registry,
         )
         executions.runner = self.runner
         await self.runner.start()
@@ -49,6 +56,8 @@ class RunnerFeature(Feature):
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.stop()
+        if self.registry is not None:
+            await self.core.run(self.registry.close)
         if self._warming is not None:
             self._warming.cancel()
         close = getattr(self.runtime, "close", None)
@@ -89,24 +98,9 @@ async def run_worker(core: Core) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    await core.pool.open(wait=True, timeout=30)
-    core.projector.start()
-    started: list[Feature] = []
-    try:
-        for feature in core.features.values():
-            await feature.start()
-            started.append(feature)
+    async with core.running():
         log.info("worker running; Ctrl-C to stop")
         await stopping.wait()
-    finally:
-        for feature in reversed(started):
-            try:
-                await feature.stop()
-            except Exception:
-                log.exception("feature %s failed to stop", feature.name)
-        core.projector.stop()
-        await core.pool.close()
-        core.store.close()
 
 
 def worker_settings(settings: Settings) -> Settings:
