@@ -44,6 +44,12 @@ def test_two_workers_share_the_queue_and_run_each_execution_once(database_url, t
     finally:
         for worker in workers:
             worker.terminate()
+        codes = []
         for worker in workers:
-            assert worker.wait(30) == 0
+            try:
+                codes.append(worker.wait(30))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                codes.append(worker.wait(5))
         api.stop()
+    assert codes == [0, 0], "workers stop cleanly on SIGTERM"
