@@ -26,7 +26,7 @@ import msgspec
 from application.executions import ExecutionJob, ExecutionService
 from domain.context import Actor, acting_as, current_actor
 from domain.errors import ConflictError, DomainError
-from domain.execution import RESTART_MESSAGE, Execution
+from domain.execution import RESTART_MESSAGE, Execution, placeholder_run_name
 from domain.execution_progress import CrewCompleted, CrewFailed, Observation
 from interface.runner_registry import RunnerRegistry
 
@@ -70,7 +70,7 @@ class ExecutionRunner:
     def __init__(
         self, feature: Any, runtime: CrewRuntimePort, *, max_concurrent: int, timeout_s: float,
         runner_id: str | None = None, credentials: Any = None, models: Any = None,
-        registry: RunnerRegistry | None = None,
+        registry: RunnerRegistry | None = None, namer: Any = None,
     ) -> None:
         self.feature = feature
         self.core = feature.core
@@ -83,6 +83,7 @@ class ExecutionRunner:
         self.credentials = credentials
         self.models = models
         self._owns_registry = registry is None
+        self.namer = namer
         self.runs: dict[uuid.UUID, _Run] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -185,6 +186,8 @@ class ExecutionRunner:
             await self._finish(run)
             return
         await self.core.run(self.service.mark_running, job.execution_id, self.runner_id)
+        if self.namer is not None and is_placeholder_name(job):
+            self._background(self._improve_name(job))
         run.process = self.runtime.run(crew_job)
         flusher = asyncio.create_task(self._flush_periodically(run))
         outcome: Observation | None = None
@@ -285,14 +288,34 @@ class ExecutionRunner:
         except ConflictError:
             log.info("execution %s already finished; outcome not recorded again", execution_id)
 
+    async def _improve_name(self, job: ExecutionJob) -> None:
+        """Replace the instant placeholder name with one a model suggests (best effort)."""
+        try:
+            name = await self.namer(job)
+            if name and name != job.run_name:
+                await self.core.run(self.service.rename, job.execution_id, name)
+        except Exception as exc:  # a name is a nicety: never let it disturb the run
+            log.info("run name for %s not improved: %s", job.execution_id, exc)
+
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._children.add(task)
+        task.add_done_callback(self._children.discard)
+
     def _cancel(self, run: _Run, reason: str) -> None:
         """Called in the cancelling request's context: remember who, then stop the child."""
         run.cancel_reason = reason
         run.cancel_by = current_actor()
         if run.process is not None:
-            task = asyncio.get_running_loop().create_task(run.process.acancel())
-            self._children.add(task)
-            task.add_done_callback(self._children.discard)
+            self._background(run.process.acancel())
+
+
+def is_placeholder_name(job: ExecutionJob) -> bool:
+    """Whether the run still carries the instant name (not one the user chose)."""
+    from datetime import datetime, timezone
+
+    return job.run_name.startswith("Execution-") or job.run_name == placeholder_run_name(
+        job.agents, job.tasks, datetime.now(timezone.utc))
 
 
 _OBSERVATION = msgspec.json.Decoder(Observation)

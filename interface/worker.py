@@ -49,6 +49,7 @@ class RunnerFeature(Feature):
             credentials=self._credentials(),
             models=self._models(),
             registry=self.registry,
+            namer=self._namer(),
         )
         executions.runner = self.runner
         await self.runner.start()
@@ -82,6 +83,23 @@ class RunnerFeature(Feature):
             return self.core.get(ApiKeysFeature).credentials_for
         except LookupError:
             return None
+
+    def _namer(self) -> Any:
+        """A model-suggested run name, through the generation feature when installed."""
+        from application.run_names import JOB_NAME, describe_config
+        from interface.http.generation import GenerationFeature
+        from interface.http.run_names import OFFLINE_REPLIES  # noqa: F401  (registers the offline reply)
+
+        try:
+            generation = self.core.get(GenerationFeature)
+        except LookupError:
+            return None
+
+        async def suggest(job: Any) -> str:
+            named = await generation.generate(JOB_NAME, describe_config(job.agents, job.tasks), job.model, [])
+            return str(named.name)
+
+        return suggest
 
     def _models(self) -> Any:
         from interface.http.models import ModelsFeature

@@ -91,7 +91,23 @@ async def test_the_single_job_rule_answers_409_with_kasals_message(settings) -> 
         await wait_status(client, first["execution_id"], {"RUNNING"})
         second = await client.post("/api/v1/executions", json=CREW)
         assert second.status_code == 409
+        running = (await client.get(f"/api/v1/executions/{first['execution_id']}")).json()
         assert second.json()["detail"] == (
-            f"Cannot start new job. Another job is currently running: '{first['run_name']}' (Status: RUNNING)."
+            f"Cannot start new job. Another job is currently running: '{running['run_name']}' (Status: RUNNING)."
         )
         await client.post(f"/api/v1/executions/{first['execution_id']}/cancel")
+
+
+async def test_a_placeholder_run_name_is_improved_by_the_model_as_an_event(settings) -> None:
+    runtime = FakeCrewRuntime(lines=50, delay=0.02)
+    async with AsyncTestClient(app=runner_app(settings, runtime)) as client:
+        started = (await client.post("/api/v1/executions", json=CREW)).json()
+        assert started["run_name"] == "research"  # the instant placeholder: the first task
+        await wait_status(client, started["execution_id"], TERMINAL)
+        deadline = time.monotonic() + 30  # the name is improved in the background, maybe after the run
+        while (body := (await client.get(f"/api/v1/executions/{started['execution_id']}")).json())[
+                "run_name"] == "research" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        history = (await client.get(f"/api/v1/execution-history/{started['execution_id']}")).json()
+    assert body["run_name"].endswith("Run") and body["run_name"] != "research"
+    assert history["run_name"] == body["run_name"]
