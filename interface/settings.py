@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -45,7 +45,6 @@ class Settings:
     default_model: str = "offline/echo"
     log_level: str = "INFO"
     pool_size: int = 10
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,7 +77,3 @@ def quiet_libraries() -> None:
     """Apply QUIET_LIBRARIES before crewai or litellm are imported (user values win)."""
     for key, value in QUIET_LIBRARIES.items():
         os.environ.setdefault(key, value)
-
-
-def test_database_url() -> str | None:
-    return os.environ.get("KASAL_TEST_DATABASE_URL") or None
