@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -27,19 +26,6 @@ T = TypeVar("T")
 AGG = TypeVar("AGG", bound=KasalAggregate)
 
 APPLICATION_NAME = "kasal"
-
-
-class _Pending:
-    """One caller's events waiting to be committed, and what became of them."""
-
-    __slots__ = ("events", "position", "error", "done", "lead")
-
-    def __init__(self, events: list[Any]) -> None:
-        self.events = events
-        self.lead = False
-        self.position: int | None = None
-        self.error: BaseException | None = None
-        self.done = threading.Event()
 
 
 class StableTopicMapper(Mapper[UUID]):
@@ -62,9 +48,6 @@ class KasalStore(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._listeners: list[Callable[[int], None]] = []
-        self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        self._committing = False
 
     def construct_mapper(self) -> Mapper[UUID]:
         return StableTopicMapper(
@@ -78,75 +61,14 @@ class KasalStore(Application[UUID]):
         self._listeners.append(listener)
 
     def record(self, *aggregates: KasalAggregate | None) -> int | None:
-        """Save atomically and return the log position of the last event (None if nothing new).
-
-        Concurrent callers are committed together (group commit): appends
-        serialise on the event table's lock and each commit waits for the
-        disk, so one transaction for whatever queued up meanwhile multiplies
-        throughput. A batch that conflicts is retried caller by caller, so
-        each caller still sees exactly its own outcome.
-        """
-        events = [e for a in aggregates if a is not None for e in a.collect_events()]
-        if not events:
+        """Save and return the log position of the last event (None if nothing new)."""
+        recordings = self.save(*aggregates)
+        if not recordings:
             return None
-        request = _Pending(events)
-        with self._queue_lock:
-            self._queue.append(request)
-            leading = not self._committing
-            self._committing = True
-        if not leading:
-            request.done.wait()
-            leading = request.lead  # the previous leader handed over, our events still queued
-        if leading:
-            request.lead = False
-            request.done.clear()
-            self._lead()
-        if request.error is not None:
-            raise request.error
-        return request.position
-
-    def _lead(self) -> None:
-        """Commit everything queued (our own request included), then hand over or stand down."""
-        with self._queue_lock:
-            batch, self._queue = self._queue, []
-        self._commit(batch)
-        with self._queue_lock:
-            if self._queue:
-                successor = self._queue[0]
-                successor.lead = True
-                successor.done.set()
-            else:
-                self._committing = False
-
-    def _commit(self, batch: list[_Pending]) -> None:
-        try:
-            if len(batch) > 1:
-                recordings = self.save(*(e for request in batch for e in request.events))
-                offset = 0
-                for request in batch:
-                    offset += len(request.events)
-                    request.position = recordings[offset - 1].notification.id
-            else:
-                self._commit_one(batch[0])
-        except IntegrityError:
-            for request in batch:
-                self._commit_one(request)
-        except BaseException as exc:  # the database is down, say: every caller hears it
-            for request in batch:
-                request.error = exc
-        finally:
-            positions = [r.position for r in batch if r.position is not None]
-            if positions:
-                for listener in self._listeners:
-                    listener(max(positions))
-            for request in batch:
-                request.done.set()
-
-    def _commit_one(self, request: _Pending) -> None:
-        try:
-            request.position = self.save(*request.events)[-1].notification.id
-        except BaseException as exc:
-            request.error = exc
+        position = recordings[-1].notification.id
+        for listener in self._listeners:
+            listener(position)
+        return position
 
     def load(self, cls: type[AGG], aggregate_id: UUID, *, kind: str | None = None) -> AGG:
         """The caller's group's aggregate, or NotFoundError (other tenants' ids look absent)."""
