@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.contract import CONTRACT_AGENT
+
 pytestmark = pytest.mark.e2e
 
 
@@ -17,16 +19,6 @@ def server(database_url, tmp_path):
     yield process
     process.stop()
 
-CONTRACT_AGENT = {
-    "name": "Research Agent",
-    "role": "Senior Researcher",
-    "goal": "Conduct thorough research on given topics",
-    "backstory": "You are an experienced researcher with expertise in gathering and analyzing information",
-    "llm": "gpt-4",
-    "tools": ["search_tool", "browser_tool"],
-    "allow_delegation": False,
-    "verbose": True,
-}
 
 
 def test_every_acknowledged_write_survives_a_hard_kill(server) -> None:

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.contract import CONTRACT_AGENT
+
 pytestmark = pytest.mark.anyio
 
-CONTRACT_AGENT = {
-    "name": "Research Agent",
-    "role": "Senior Researcher",
-    "goal": "Conduct thorough research on given topics",
-    "backstory": "You are an experienced researcher with expertise in gathering and analyzing information",
-    "llm": "gpt-4",
-    "tools": ["search_tool", "browser_tool"],
-    "allow_delegation": False,
-    "verbose": True,
-}
 
 
 async def test_creating_an_agent_answers_201_with_location_and_defaults(client) -> None:
