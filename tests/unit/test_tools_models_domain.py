@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -111,7 +112,6 @@ def test_a_groups_setting_lays_over_a_built_ins_defaults(defaults, override, ena
 
 @given(config=configs)
 def test_a_config_is_valid_against_its_own_schema(config) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     schema = config_schema("t", config)
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(config, schema, cls=jsonschema.Draft202012Validator)
