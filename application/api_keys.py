@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from application.documents import DocumentService, Written
+from application.documents import DocumentService, ExpectedVersions, Written
 from application.ports import SecretBox
 from application.store import KasalStore
 from domain.api_key import SECRET_FIELD, ApiKey
@@ -57,11 +57,13 @@ class ApiKeyService:
         key_id = uuid.uuid4()
         return self.documents.create(self._sealed(fields, secret, key_id), id=key_id)
 
-    def change(self, key_id: UUID, changes: dict[str, Any], expected_version: int | None = None) -> Written:
+    def change(
+        self, key_id: UUID, changes: dict[str, Any], expected_version: ExpectedVersions | None = None
+    ) -> Written:
         """Change the fields sent; a new ``key``/``value`` is encrypted afresh (new nonce)."""
         return self.documents.change(key_id, self._sealed(changes, self._plaintext(changes), key_id), expected_version)
 
-    def delete(self, key_id: UUID, expected_version: int | None = None) -> Written:
+    def delete(self, key_id: UUID, expected_version: ExpectedVersions | None = None) -> Written:
         return self.documents.delete(key_id, expected_version)
 
     def credentials(self, group_id: str, key_ids: Iterable[UUID]) -> dict[str, str]:

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from domain.execution_progress import PREVIEW_CHARS, TEXT_FIELDS, Observation, TextRef, fits_inline, scrub
+from domain.execution_progress import PREVIEW_CHARS, TEXT_FIELDS, Observation, TextRef, fits_inline
+from domain.redaction import scrub
 
 
 class ContentStore(Protocol):

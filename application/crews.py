@@ -4,7 +4,8 @@ A crew keeps ``agents_yaml``/``tasks_yaml`` exactly as sent (YAML text, JSON
 text or objects) and, when they decode cleanly, the decoded entries in
 ``agents_config``/``tasks_config`` so readers need not parse again. Names are
 unique per group (``NameIndex``), so two concurrent creates of one name
-cannot both win.
+cannot both win. ``agent_ids``/``task_ids`` are checked when written: an id
+the group has no agent or task for (another group's, or none at all) is 422.
 
 Debugging reports what would stop a crew from running. A crew drawn on the
 canvas has no YAML, only ``agent_ids``/``task_ids``; ``canvas_config`` turns
@@ -17,12 +18,13 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 from application.crew_config import CrewReport, Finding, parse_config_map, validate_crew
-from application.documents import DocumentService, Written
+from application.documents import DocumentService
 from application.store import KasalStore
+from domain.agent import Agent
 from domain.crew import Crew
+from domain.task import Task
 
 CONFIG_FIELDS = {"agents_yaml": "agents_config", "tasks_yaml": "tasks_config"}
 
@@ -42,9 +44,10 @@ def decoded_configs(fields: Mapping[str, Any]) -> dict[str, Any]:
     """``agents_config``/``tasks_config`` for the YAML fields present in ``fields``.
 
     Each is a list of ``{key, config}`` in definition order, not a mapping:
-    CrewAI runs tasks in the order they are written, and read models store
-    JSON objects as ``jsonb``, which does not keep key order. A field that does not decode cleanly (syntax error, not a map, an entry
-    that is not a map) gets ``None``: the crew is still saved, as sent.
+    CrewAI runs tasks in the order they are written, and a list keeps that
+    order even for clients whose JSON decoders do not. A field that does not
+    decode cleanly (syntax error, not a map, an entry that is not a map) gets
+    ``None``: the crew is still saved, as sent.
     """
     decoded: dict[str, Any] = {}
     for source, target in CONFIG_FIELDS.items():
@@ -55,8 +58,7 @@ def decoded_configs(fields: Mapping[str, Any]) -> dict[str, Any]:
             decoded[target] = None
             continue
         entries, findings = parse_config_map(value, field=source)
-        clean = entries is not None and not findings
-        decoded[target] = [{"key": k, "config": v} for k, v in entries.items()] if clean else None
+        decoded[target] = None if entries is None or findings else [{"key": k, "config": v} for k, v in entries.items()]
     return decoded
 
 
@@ -64,18 +66,11 @@ class CrewService(DocumentService[Crew]):
     def __init__(self, store: KasalStore) -> None:
         super().__init__(store, Crew, unique_names=True)
 
-    def create(self, fields: dict[str, Any], *, id: UUID | None = None) -> Written:  # noqa: A002
-        return super().create({**fields, **decoded_configs(fields)}, id=id)
-
-    def change(
-        self, document_id: UUID, changes: dict[str, Any], expected_version: int | None = None
-    ) -> Written:
-        return super().change(document_id, {**changes, **decoded_configs(changes)}, expected_version)
-
-    def replace(
-        self, document_id: UUID, fields: dict[str, Any], expected_version: int | None = None
-    ) -> Written:
-        return super().replace(document_id, {**fields, **decoded_configs(fields)}, expected_version)
+    def checked(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Decoded configs added; every id in ``agent_ids``/``task_ids`` must be the group's own."""
+        for field, cls in (("agent_ids", Agent), ("task_ids", Task)):
+            self.require_own(cls, [(f"{field}[{i}]", ref) for i, ref in enumerate(fields.get(field) or [])])
+        return {**fields, **decoded_configs(fields)}
 
 
 @dataclass(frozen=True, slots=True)

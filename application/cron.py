@@ -25,7 +25,7 @@ in order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -33,7 +33,6 @@ from croniter.croniter import CroniterError
 
 from domain.errors import InvalidError
 
-UTC = timezone.utc
 FIELDS = 5
 # A daylight-saving change shifts wall time by at most a couple of hours.
 TRANSITION_WINDOW = timedelta(hours=3)

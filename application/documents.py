@@ -1,9 +1,15 @@
 """Commands on document aggregates: create, change, replace, delete.
 
-Thin by design (STYLE 4): load, call the aggregate, save, return ids and the
+Thin by design: load, call the aggregate, save, return ids and the
 log position. Unique names are reserved through ``NameIndex`` in the same
 save as the document, so a duplicate can never slip in between a check and a
 write.
+
+A write that loses a race for the document's version is tried again on the
+fresh version, and that includes checking the caller's ``If-Match`` again:
+a client that asked for version 3 gets a 412 when someone else's write made
+it 4 between our load and our save, and a client that asked for nothing
+gets its change re-applied on top of the other one.
 """
 
 from __future__ import annotations
@@ -12,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
+from application.store import KasalStore, retry_on_conflict
 from domain.base import Document
 from domain.context import current_actor
-from domain.errors import PreconditionFailedError
+from domain.errors import InvalidError, NotFoundError, PreconditionFailedError
 from domain.name_index import NameIndex, normalise_name
-from application.store import KasalStore, retry_on_conflict
 
 D = TypeVar("D", bound=Document)
 
@@ -28,6 +34,25 @@ class Written:
     id: UUID
     version: int
     position: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedVersions:
+    """The versions a conditional write (``If-Match``) may apply to.
+
+    Empty when the client's tags named no version of ours: such a
+    precondition holds for no version at all, so the write is refused.
+    """
+
+    versions: frozenset[int]
+
+    def check(self, kind: str, resource_id: object, version: int) -> None:
+        if version in self.versions:
+            return
+        expected = " or ".join(map(str, sorted(self.versions)))
+        if not expected:
+            raise PreconditionFailedError(f"{kind} {resource_id} is at version {version}; the precondition names none")
+        raise PreconditionFailedError(f"{kind} {resource_id} is at version {version}, not {expected}")
 
 
 class DocumentService(Generic[D]):
@@ -42,11 +67,11 @@ class DocumentService(Generic[D]):
     def kind(self) -> str:
         return self.cls.KIND
 
-    def create(self, fields: dict[str, Any], *, id: UUID | None = None) -> Written:  # noqa: A002
+    def create(self, fields: dict[str, Any], *, id: UUID | None = None) -> Written:
         group_id = current_actor().group_id
 
         def attempt() -> Written:
-            document = self.cls.new(group_id, fields, id=id)
+            document = self.cls.new(group_id, self.checked(fields), id=id)
             index = self._reserve(document.name, document.id) if self.unique_names else None
             position = self.store.record(document, index)
             return Written(document.id, document.version, position)
@@ -57,16 +82,16 @@ class DocumentService(Generic[D]):
         return self.store.load(self.cls, document_id, kind=self.kind)
 
     def change(
-        self, document_id: UUID, changes: dict[str, Any], expected_version: int | None = None
+        self, document_id: UUID, changes: dict[str, Any], expected_version: ExpectedVersions | None = None
     ) -> Written:
-        return self._mutate(document_id, lambda d: d.change(changes), expected_version)
+        return self._mutate(document_id, lambda d: d.change(self.checked(changes)), expected_version)
 
     def replace(
-        self, document_id: UUID, fields: dict[str, Any], expected_version: int | None = None
+        self, document_id: UUID, fields: dict[str, Any], expected_version: ExpectedVersions | None = None
     ) -> Written:
-        return self._mutate(document_id, lambda d: d.replace(fields), expected_version)
+        return self._mutate(document_id, lambda d: d.replace(self.checked(fields)), expected_version)
 
-    def delete(self, document_id: UUID, expected_version: int | None = None) -> Written:
+    def delete(self, document_id: UUID, expected_version: ExpectedVersions | None = None) -> Written:
         def attempt() -> Written:
             document = self._load_expecting(document_id, expected_version)
             document.delete()
@@ -80,7 +105,35 @@ class DocumentService(Generic[D]):
         """Aggregates changed as a consequence of deleting ``document`` (saved atomically)."""
         return []
 
-    def _mutate(self, document_id: UUID, change: Any, expected_version: int | None) -> Written:
+    def checked(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The fields to record for what the client sent: references resolved and checked.
+
+        A change calls it only once the document is loaded, so a document the
+        caller's group cannot see is 404 before anything in the body is judged.
+        """
+        return fields
+
+    def require_own(self, cls: type[Document], references: list[tuple[str, Any]]) -> None:
+        """422 unless each ``(field, id)`` names a live ``cls`` of the caller's group.
+
+        Another group's id is refused exactly like an id that exists nowhere,
+        so the answer never tells one group what another has.
+        """
+        unknown = [(field, value) for field, value in references if not self._owns(cls, value)]
+        if unknown:
+            raise InvalidError(
+                f"Unknown {cls.KIND}: " + ", ".join(repr(str(value)) for _, value in unknown),
+                errors=[(field, f"no such {cls.KIND} in this group") for field, _ in unknown],
+            )
+
+    def _owns(self, cls: type[Document], reference: Any) -> bool:
+        try:
+            self.store.load(cls, UUID(str(reference)))
+        except (ValueError, NotFoundError):
+            return False
+        return True
+
+    def _mutate(self, document_id: UUID, change: Any, expected_version: ExpectedVersions | None) -> Written:
         def attempt() -> Written:
             document = self._load_expecting(document_id, expected_version)
             old_name = document.name
@@ -91,23 +144,19 @@ class DocumentService(Generic[D]):
             position = self.store.record(document, *indexes)
             return Written(document.id, document.version, position)
 
-        # With an explicit expected version the caller asked for exactly that version:
-        # a concurrent change is a 412, not something to paper over by re-applying.
-        return retry_on_conflict(attempt, attempts=1 if expected_version is not None else 16)
+        return retry_on_conflict(attempt)
 
-    def _load_expecting(self, document_id: UUID, expected_version: int | None) -> D:
+    def _load_expecting(self, document_id: UUID, expected_version: ExpectedVersions | None) -> D:
         document = self.get(document_id)
-        if expected_version is not None and document.version != expected_version:
-            raise PreconditionFailedError(
-                f"{self.kind} {document_id} is at version {document.version}, not {expected_version}"
-            )
+        if expected_version is not None:
+            expected_version.check(self.kind, document_id, document.version)
         return document
 
     def _reserve(self, name: str, holder: UUID) -> NameIndex:
         group_id = current_actor().group_id
         index_id = NameIndex.id_for(self.kind, group_id, name)
         index = self.store.find(index_id)
-        if index is None:
+        if not isinstance(index, NameIndex):
             return NameIndex.reserve_new(self.kind, group_id, name, holder)
         index.reserve(holder)
         return index

@@ -1,9 +1,9 @@
 """Commands on executions: request, claim, move through the lifecycle, record progress.
 
-Thin by design (STYLE 4): load the aggregate, call it, save, return ids and
-log positions. Every method but ``claim_next`` and ``recover_orphans`` acts in
-the caller's group (``current_actor()``); a runner acts as the job's group
-with ``acting_as(job.actor(runner_id))``. Version conflicts are retried on
+Thin by design: load the aggregate, call it, save, return ids and
+log positions. Every method but ``claim_next`` acts in the caller's group
+(``current_actor()``); a runner acts as the job's group with
+``acting_as(job.actor(runner_id))``. Version conflicts are retried on
 the fresh aggregate, where the transition table decides again (so a complete
 that loses the race against a cancel is refused, not recorded).
 """
@@ -12,25 +12,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import IntegrityError
 
+from application.admission import Admission
 from application.content import ContentStore, Offloader
 from application.documents import Written
 from application.store import KasalStore, retry_on_conflict
 from domain.context import Actor, acting_as, current_actor
 from domain.errors import ConflictError, NotFoundError
-from domain.execution import PENDING, RESTART_MESSAGE, Execution, placeholder_run_name
+from domain.execution import PENDING, Execution, placeholder_run_name
 from domain.execution_progress import Observation
+from domain.redaction import NO_SECRETS, KnownSecrets, scrub_struct, secret_values
 
 SNAPSHOT_INLINE_BYTES = 8_000
 DEFAULT_LEASE_S = 300.0
+CLAIM_PAGE = 20
 START_MESSAGE = "Execution started successfully"
 
 
@@ -106,30 +109,44 @@ class ExecutionService:
 
     def __init__(
         self, store: KasalStore, content: ContentStore, index: ExecutionIndex,
-        *, clock: Callable[[], float] = time.time,
+        *, clock: Callable[[], float] = time.time, busy_limit: int | None = None,
     ) -> None:
+        """``busy_limit``: Kasal's single-job rule, at most that many unfinished executions per
+        group (more are refused with 409); None queues every request."""
         self.store = store
         self.content = content
         self.index = index
         self.clock = clock
+        self.admission = Admission(store, busy_limit)
         self._sealed: dict[UUID, dict[str, Any]] = {}
+        self._secrets: dict[UUID, KnownSecrets] = {}
 
     # -- requesting --------------------------------------------------------
 
     def request_execution(self, *, inputs: Mapping[str, Any] | None = None, **request: Any) -> Requested:
         """Record ``Execution.Requested`` (PENDING) and return at once; a runner picks it up.
 
-        Takes the keyword arguments of ``prepare_request``.
+        Takes the keyword arguments of ``prepare_request``. Under the single-job rule the
+        request takes its place in the group's quota in the same save (409 when none is free).
         """
-        execution = self.prepare_request(inputs=inputs, **request)
-        return self.requested(execution, inputs, self.store.record(execution))
+        def attempt() -> Requested:
+            execution = self.prepare_request(inputs=inputs, **request)
+            try:
+                position = self.store.record(execution, *self.admission.admit(execution.group_id, execution.id))
+            except Exception:
+                self._forget(execution.id)
+                raise
+            return self.requested(execution, inputs, position)
+
+        # A lost race for the quota is tried again on the fresh quota, which may now be full.
+        return retry_on_conflict(attempt)
 
     def prepare_request(
         self, *, agents: Mapping[str, Any], tasks: Mapping[str, Any], inputs: Mapping[str, Any] | None = None,
         model: str, process: str = "sequential", manager_llm: str | None = None, planning: bool = False,
         reasoning: bool = False, execution_type: str = "crew", crew_id: str | None = None,
         crew_version: int | None = None, run_name: str | None = None, schedule_id: str | None = None,
-        options: Mapping[str, Any] | None = None, id: UUID | None = None,  # noqa: A002
+        options: Mapping[str, Any] | None = None, id: UUID | None = None,
     ) -> Execution:
         """A requested execution not yet saved, for callers that save it with something else
         (the scheduler saves it with the schedule's "fired"); then call ``requested``.
@@ -145,7 +162,7 @@ class ExecutionService:
         snapshot_ref = None
         if len(msgspec.json.encode(snapshot)) > SNAPSHOT_INLINE_BYTES:
             snapshot_ref = offloader.json(snapshot)
-        name = run_name or placeholder_run_name(agents, tasks, datetime.fromtimestamp(self.clock(), timezone.utc))
+        name = run_name or placeholder_run_name(agents, tasks, datetime.fromtimestamp(self.clock(), UTC))
         execution = Execution.request(
             group_id, run_name=name, model=model, inputs=dict(inputs or {}),
             snapshot=None if snapshot_ref else snapshot, snapshot_ref=snapshot_ref, crew_id=crew_id,
@@ -155,12 +172,27 @@ class ExecutionService:
         if execution.redacted:
             # Kept before the save, so a runner of this process that claims at once still gets them.
             self._sealed[execution.id] = dict(inputs or {})
+            self._secrets[execution.id] = secret_values(inputs or {})
         return execution
 
     def requested(self, execution: Execution, inputs: Mapping[str, Any] | None, position: int | None) -> Requested:
         """The answer to a prepared request once it is saved. ``inputs`` is unused (sealing happens in
         ``prepare_request``); the scheduler passes it, so it stays until that call changes."""
         return Requested(execution.id, PENDING.value, START_MESSAGE, execution.run_name, execution.version, position)
+
+    def protect(self, execution_id: UUID, values: Iterable[str]) -> None:
+        """Scrub ``values`` too (the provider keys a run is handed) from everything the run records.
+
+        A run's secret inputs are scrubbed from the moment it is requested in
+        this process. Values shorter than ``domain.redaction.MIN_SECRET_CHARS`` are left alone.
+        """
+        known = self._secrets.get(execution_id)
+        added = KnownSecrets(values)
+        self._secrets[execution_id] = added if known is None else known | added
+
+    def secrets_of(self, execution_id: UUID) -> KnownSecrets:
+        """What is scrubbed by value from what ``execution_id`` records, before anything is stored."""
+        return self._secrets.get(execution_id, NO_SECRETS)
 
     # -- the runner's side -------------------------------------------------
 
@@ -172,53 +204,66 @@ class ExecutionService:
         to the next candidate.
         """
         now = self.clock()
-        for execution_id in self.index.pending(limit=20, now=now):
-            execution = self.store.find(execution_id)
-            if not isinstance(execution, Execution) or execution.status is not PENDING:
-                continue
-            with acting_as(Actor(execution.group_id, f"runner:{runner_id}", "operator", str(execution_id))):
-                try:
-                    execution.claim(runner_id, now=now, lease_s=lease_s)
-                    self.store.record(execution)
-                except (ConflictError, IntegrityError):
+        # The index is a read model: it may still list executions another runner
+        # has just claimed. Losing a whole page of those must not read as "no work".
+        tried: set[UUID] = set()
+        while True:
+            candidates = [i for i in self.index.pending(limit=CLAIM_PAGE + len(tried), now=now) if i not in tried]
+            if not candidates:
+                return None
+            for execution_id in candidates:
+                tried.add(execution_id)
+                execution = self.store.find(execution_id)
+                if not isinstance(execution, Execution) or execution.status is not PENDING:
                     continue
-                return self._job(execution)
-        return None
+                with acting_as(Actor(execution.group_id, f"runner:{runner_id}", "operator", str(execution_id))):
+                    try:
+                        execution.claim(runner_id, now=now, lease_s=lease_s)
+                        self.store.record(execution)
+                    except (ConflictError, IntegrityError):
+                        continue
+                    return self._job(execution)
 
     def job(self, execution_id: UUID) -> ExecutionJob:
         """The runnable configuration of one of the caller's group's executions."""
         return self._job(self._load(execution_id))
 
-    def mark_preparing(self, execution_id: UUID, runner_id: str | None = None, message: str = "Preparing crew") -> Written:
-        return self._change(execution_id, lambda e: e.prepare(runner_id, message))
+    def mark_preparing(
+        self, execution_id: UUID, runner_id: str | None = None, message: str = "Preparing crew"
+    ) -> Written:
+        return self._change(execution_id, lambda e: e.mark_preparing(runner_id, message))
 
     def mark_running(self, execution_id: UUID, runner_id: str | None = None, message: str = "Crew started") -> Written:
         return self._change(execution_id, lambda e: e.start(runner_id, message))
 
     def record_progress(self, execution_id: UUID, observations: Sequence[Observation]) -> Written:
         """Append a batch of observations (large texts go to the content store first)."""
+        secrets = self.secrets_of(execution_id)
         offloader = Offloader()
-        batch = offloader.observations(observations)
+        batch = offloader.observations([scrub_struct(o, secrets) for o in observations])
         offloader.save(self.content, current_actor().group_id)
         return self._change(execution_id, lambda e: e.record_progress(batch))
 
     def complete(self, execution_id: UUID, result: Any, message: str = "Execution completed") -> Written:
+        secrets = self.secrets_of(execution_id)
         offloader = Offloader()
-        ref = offloader.text(result_text(result))
+        ref = offloader.text(secrets.hide(result_text(result)))
         offloader.save(self.content, current_actor().group_id)
         written = self._change(execution_id, lambda e: e.complete(ref, message))
-        self._sealed.pop(execution_id, None)
+        self._forget(execution_id)
         return written
 
     def fail(self, execution_id: UUID, error: str) -> Written:
+        error = self.secrets_of(execution_id).hide(error or "")
         written = self._change(execution_id, lambda e: e.fail(error))
-        self._sealed.pop(execution_id, None)
+        self._forget(execution_id)
         return written
 
     def cancel(self, execution_id: UUID, reason: str = "Cancelled by user") -> Written:
         """Record CANCELLED now, whatever runs (the runner's own stop, and force-stop)."""
+        reason = self.secrets_of(execution_id).hide(reason)
         written = self._change(execution_id, lambda e: e.cancel(reason))
-        self._sealed.pop(execution_id, None)
+        self._forget(execution_id)
         return written
 
     # -- the user's side ---------------------------------------------------
@@ -233,34 +278,18 @@ class ExecutionService:
 
         written = self._change(execution_id, change)
         if not outcome["runner"]:
-            self._sealed.pop(execution_id, None)
+            self._forget(execution_id)
         return CancelOutcome(execution_id, outcome["status"], outcome["runner"], written)
 
     def rename(self, execution_id: UUID, run_name: str) -> Written:
         return self._change(execution_id, lambda e: e.rename(run_name))
 
-    def recover_orphans(self, actor: str = "system:recovery", *, claimed_by: str | None = None) -> list[UUID]:
-        """Cancel executions a previous process left unfinished (all groups).
-
-        ``claimed_by`` limits recovery to one runner's claims, for deployments
-        where other processes' runners are still alive.
-        """
-        recovered: list[UUID] = []
-        for execution_id in self.index.unfinished():
-            execution = self.store.find(execution_id)
-            if not isinstance(execution, Execution) or execution.finished:
-                continue
-            if claimed_by is not None and execution.claimed_by != claimed_by:
-                continue
-            with acting_as(Actor(execution.group_id, actor, "admin", "recovery")):
-                try:
-                    self.cancel(execution_id, RESTART_MESSAGE)
-                except ConflictError:
-                    continue  # finished meanwhile: nothing to recover
-            recovered.append(execution_id)
-        return recovered
-
     # -- helpers -------------------------------------------------------------
+
+    def _forget(self, execution_id: UUID) -> None:
+        """A finished run's secrets are no longer needed in memory."""
+        self._sealed.pop(execution_id, None)
+        self._secrets.pop(execution_id, None)
 
     def _load(self, execution_id: UUID) -> Execution:
         return self.store.load(Execution, execution_id)
@@ -268,8 +297,11 @@ class ExecutionService:
     def _change(self, execution_id: UUID, change: Callable[[Execution], Any]) -> Written:
         def attempt() -> Written:
             execution = self._load(execution_id)
+            was_finished = execution.finished
             change(execution)
-            position = self.store.record(execution)
+            # The place a run holds is given back in the same save as the event that ends it.
+            freed = self.admission.release(execution) if execution.finished and not was_finished else []
+            position = self.store.record(execution, *freed)
             return Written(execution.id, execution.version, position)
 
         return retry_on_conflict(attempt)

@@ -15,12 +15,13 @@ created each definition, with the caller as actor.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
+from application import offline_generation
 from application.agents import AgentService
 from application.crews import CrewService
 from application.documents import Written
@@ -84,13 +85,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Kind(Generic[T]):
-    """One thing that can be generated: its template, its shape and its extra rules."""
+    """One thing that can be generated: its template, its shape, its extra rules, and what the
+    offline models answer for it (JSON derived from the description and the allowed tools)."""
 
     noun: str
     template: str
     struct: type[T]
     wrapper: str
     rules: Callable[[T, Collection[str]], T]
+    offline_reply: Callable[[str, Iterable[str]], str]
 
 
 @dataclass(frozen=True)
@@ -184,9 +187,12 @@ def _crew_rules(crew: GeneratedCrew, allowed: Collection[str]) -> GeneratedCrew:
     return GeneratedCrew(agents=[_agent_rules(a, allowed) for a in crew.agents], tasks=tasks)
 
 
-AGENT: Kind[GeneratedAgent] = Kind("agent", "generate_agent", GeneratedAgent, "agent", _agent_rules)
-TASK: Kind[GeneratedTask] = Kind("task", "generate_task", GeneratedTask, "task", _task_rules)
-CREW: Kind[GeneratedCrew] = Kind("crew", "generate_crew", GeneratedCrew, "crew", _crew_rules)
+AGENT: Kind[GeneratedAgent] = Kind("agent", "generate_agent", GeneratedAgent, "agent", _agent_rules,
+                                   offline_generation.agent_reply)
+TASK: Kind[GeneratedTask] = Kind("task", "generate_task", GeneratedTask, "task", _task_rules,
+                                 offline_generation.task_reply)
+CREW: Kind[GeneratedCrew] = Kind("crew", "generate_crew", GeneratedCrew, "crew", _crew_rules,
+                                 offline_generation.crew_reply)
 
 
 def read_answer(kind: Kind[T], text: str, allowed_tools: Collection[str]) -> T:

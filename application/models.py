@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from application.documents import DocumentService, Written
+from application.documents import DocumentService, ExpectedVersions, Written
 from application.store import KasalStore, retry_on_conflict
 from application.tools import Decide, override_builtin
 from domain.context import current_actor
-from domain.errors import ConflictError, NotFoundError, PreconditionFailedError
+from domain.errors import ConflictError, NotFoundError
 from domain.model_config import ModelConfig, ModelSetting, builtin_model_id, effective_model, model_setting_id
 from domain.name_index import NameIndex
 
@@ -31,7 +31,7 @@ class ModelsService:
         self._refuse_builtin_key(fields.get("key"))
         return self.documents.create(fields)
 
-    def change(self, key: str, changes: dict[str, Any], expected_version: int | None = None) -> Written:
+    def change(self, key: str, changes: dict[str, Any], expected_version: ExpectedVersions | None = None) -> Written:
         """Change the fields sent; for a built-in only its tunable fields, for this group."""
         builtin = self.builtin(key)
         if builtin is None:
@@ -43,7 +43,9 @@ class ModelsService:
         return self._override(builtin, lambda seen: {k: v for k, v in wanted.items() if seen.get(k) != v},
                               expected_version)
 
-    def toggle(self, key: str, enabled: bool | None = None, expected_version: int | None = None) -> Written:
+    def toggle(
+        self, key: str, enabled: bool | None = None, expected_version: ExpectedVersions | None = None
+    ) -> Written:
         """Set ``enabled`` (or flip it when not given) for the caller's group."""
         builtin = self.builtin(key)
         if builtin is not None:
@@ -57,14 +59,14 @@ class ModelsService:
 
         def attempt() -> Written:
             model = self.documents.get(model_id)
-            if expected_version is not None and model.version != expected_version:
-                raise PreconditionFailedError(f"model {key} is at version {model.version}, not {expected_version}")
+            if expected_version is not None:
+                expected_version.check("model", key, model.version)
             model.change({"enabled": not model.fields["enabled"] if enabled is None else enabled})
             return Written(model.id, model.version, self.store.record(model))
 
-        return retry_on_conflict(attempt, attempts=1 if expected_version is not None else 5)
+        return retry_on_conflict(attempt, attempts=5)
 
-    def delete(self, key: str, expected_version: int | None = None) -> Written:
+    def delete(self, key: str, expected_version: ExpectedVersions | None = None) -> Written:
         builtin = self.builtin(key)
         if builtin is not None:
             builtin.check_removable()
@@ -83,7 +85,7 @@ class ModelsService:
             raise NotFoundError(f"Model with key {key} not found")
         return index.holder
 
-    def _override(self, model: ModelConfig, decide: Decide, expected_version: int | None) -> Written:
+    def _override(self, model: ModelConfig, decide: Decide, expected_version: ExpectedVersions | None) -> Written:
         group_id = current_actor().group_id
         return override_builtin(
             self.store, model, model_setting_id(group_id, model.id),

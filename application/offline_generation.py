@@ -16,14 +16,16 @@ import json
 import re
 from collections.abc import Iterable
 
-_STOP_WORDS = frozenset(
-    """a an the and or but of for to in on at by with from into about as is are be that this these those
-    which who whom what when where how it its their our your my me us we you i can could should would
-    will shall may might must please create make build design generate write give need needs want wants
-    agent agents task tasks crew crews team teams ai that handles handle handling using use some any all
-    one two three new good great research write writing review analyse analyze summarise summarize
-    find explain plan answer""".split()
-)
+_STOP_WORDS = frozenset({
+    "a", "an", "the", "and", "or", "but", "of", "for", "to", "in", "on", "at", "by", "with", "from", "into", "about",
+    "as", "is", "are", "be", "that", "this", "these", "those", "which", "who", "whom", "what", "when", "where", "how",
+    "it", "its", "their", "our", "your", "my", "me", "us", "we", "you", "i", "can", "could", "should", "would",
+    "will", "shall", "may", "might", "must", "please", "create", "make", "build", "design", "generate", "write",
+    "give", "need", "needs", "want", "wants", "agent", "agents", "task", "tasks", "crew", "crews", "team", "teams",
+    "ai", "handles", "handle", "handling", "using", "use", "some", "any", "all", "one", "two", "three", "new", "good",
+    "great", "research", "writing", "review", "analyse", "analyze", "summarise", "summarize", "find", "explain",
+    "plan", "answer",
+})
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
 
 

@@ -1,14 +1,14 @@
 """Ports: what the application needs from the outside world, as Protocols.
 
 Real adapters live in ``interface/`` or ``projections/``; tests use
-hand-written fakes (STYLE 11).
+hand-written fakes (``tests/fakes.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 from uuid import UUID
 
 from domain.errors import DomainError
@@ -31,31 +31,53 @@ class TaskDirectory(Protocol):
         ...
 
 
-@runtime_checkable
+class DocumentLookup(Protocol):
+    """One read-model row of a group by id (adapter: ``projections.documents.DocumentView``).
+
+    Another group's id answers ``None``, exactly like an id that exists nowhere.
+    """
+
+    async def get(self, group_id: str, document_id: UUID) -> dict[str, Any] | None:
+        ...
+
+
 class ToolCatalogue(Protocol):
-    """The tools a group can use (implemented by the tools feature, when installed)."""
+    """The tools a group can use (adapter: ``projections.catalogue.ToolCatalogueView``)."""
 
     async def tool_names(self, group_id: str) -> tuple[set[str], set[str]]:
         """``(enabled, disabled)`` tool names visible to the group."""
         ...
 
 
-@runtime_checkable
 class ModelCatalogue(Protocol):
-    """The models a group can use (implemented by the models feature, when installed)."""
+    """The models a group can use (adapter: ``projections.catalogue.ModelCatalogueView``)."""
 
     async def model_names(self, group_id: str) -> set[str]:
         """Model keys the group may run."""
         ...
 
 
-@runtime_checkable
 class ModelResolver(Protocol):
-    """What an ``llm:`` value means for a group (implemented by the models feature)."""
+    """What an ``llm:`` value means for a group (adapter: ``projections.catalogue.ModelCatalogueView``)."""
 
     async def resolve_model(self, group_id: str, name: str) -> dict[str, Any] | None:
         """The model record by key, LiteLLM string or provider model id (disabled ones too,
         with ``enabled`` false); it carries ``litellm_model``, ``provider`` and ``api_key_name``."""
+        ...
+
+
+class TemplateSource(Protocol):
+    """Prompt templates as a group sees them (adapter: ``projections.templates.TemplateView``)."""
+
+    async def template_for(self, group_id: str, name: str) -> str:
+        """The group's own active template ``name``, else the built-in; ``NotFoundError`` if neither."""
+        ...
+
+
+class CredentialSource(Protocol):
+    """A group's provider keys in plaintext, for one model call (``application.credentials``)."""
+
+    async def credentials(self, group_id: str) -> dict[str, str]:
         ...
 
 
@@ -102,7 +124,7 @@ class ModelProviderError(DomainError):
 
 
 class ModelClient(Protocol):
-    """One chat completion (adapter: ``interface.crew_runtime.offline_model.complete``, wrapped).
+    """One chat completion (adapter: ``interface.llm_gateway.complete``, wrapped).
 
     ``credentials`` are the group's provider keys, passed per call. Raises
     ``domain.errors.InvalidError`` when the model cannot be called as asked

@@ -14,6 +14,16 @@ tick (the service's first one runs during start-up) fires only the latest
 missed slot. A run that starts more than ``CATCH_UP_AFTER`` after its slot
 is recorded as a catch-up (``catch_up`` on the fire event, the execution's
 ``options.schedule`` and the schedule's ``last_run_was_catch_up``).
+
+Secret-looking inputs (an API token a crew needs) are sealed here before a
+schedule event is made: the event keeps them as ``[REDACTED]`` next to an
+AES-GCM ciphertext of the whole inputs, bound to (group, schedule), so no
+event, read model or response holds the value. A client that sends
+``[REDACTED]`` back (a GET body, edited) keeps the stored value. A fired run
+gets the decrypted inputs, handed to the runner in memory as for a request
+(``ExecutionService.prepare_request``), and its own events redact them again;
+a schedule whose ciphertext no longer opens (the encryption key changed)
+skips its slots, saying to send the inputs again.
 """
 
 from __future__ import annotations
@@ -22,17 +32,21 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+import msgspec
 
 from application.cron import check_expression, iso, latest_at_or_before, next_after, parse_iso
-from application.documents import DocumentService, Written
+from application.documents import DocumentService, ExpectedVersions, Written
 from application.executions import ExecutionService
-from application.ports import Clock
+from application.ports import Clock, SecretBox
 from application.store import KasalStore, retry_on_conflict
-from domain.context import Actor, acting_as
-from domain.errors import ConflictError, DomainError
-from domain.schedule import SCHEDULER_ACTOR, Schedule
+from domain.context import Actor, acting_as, current_actor
+from domain.errors import ConflictError, DomainError, InvalidError
+from domain.redaction import REDACTED, SECRET_NAME, check_nesting, redact
+from domain.schedule import SCHEDULER_ACTOR, SEALED_INPUTS, Schedule
 
 log = logging.getLogger("kasal.scheduler")
 
@@ -82,28 +96,126 @@ def slot_execution_id(schedule_id: UUID, slot: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"kasal:schedule:{schedule_id}:{slot}")
 
 
+class ScheduleInputsUnreadableError(InvalidError):
+    """A schedule's sealed inputs no longer decrypt: the encryption key changed, or they were altered."""
+
+    type = "schedule_inputs_unreadable"
+
+
+def inputs_associated_data(group_id: str, schedule_id: UUID) -> bytes:
+    """Binds a schedule's sealed inputs to it: copied to another schedule or group, they fail to open."""
+    return f"kasal-schedule-inputs\x00{group_id}\x00{schedule_id}".encode()
+
+
+def open_inputs(box: SecretBox, group_id: str, schedule_id: UUID, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs a schedule runs with: its sealed inputs decrypted, else the stored ones."""
+    token = fields.get(SEALED_INPUTS)
+    if not token:
+        return dict(fields.get("inputs") or {})
+    try:
+        opened = msgspec.json.decode(box.decrypt(token, associated_data=inputs_associated_data(group_id, schedule_id)))
+    except Exception as error:  # any failure of the box: say what to do, never run with "[REDACTED]"
+        raise ScheduleInputsUnreadableError(
+            f"The secret inputs of schedule {schedule_id} cannot be decrypted: the encryption key "
+            "(KASAL_SECRET_KEY or the local key file) differs from the one they were stored with. "
+            "Send the schedule's inputs again.",
+            errors=[("inputs", "stored secrets cannot be decrypted; send them again")],
+        ) from error
+    return dict(opened)
+
+
+def kept_secrets(sent: Any, stored: Any) -> Any:
+    """``sent`` with each ``[REDACTED]`` under a secret-looking name replaced by the value stored at
+    the same place, so a body read back and sent again keeps its secrets. ``sent`` is at most
+    ``MAX_INPUT_DEPTH`` deep (checked before), which bounds the recursion."""
+    if isinstance(sent, dict) and isinstance(stored, Mapping):
+        return {
+            key: stored[key] if value == REDACTED and SECRET_NAME.search(str(key)) and key in stored
+            else kept_secrets(value, stored.get(key))
+            for key, value in sent.items()
+        }
+    if isinstance(sent, list) and isinstance(stored, list):
+        return [kept_secrets(value, stored[i] if i < len(stored) else None) for i, value in enumerate(sent)]
+    return sent
+
+
+def _has_plaintext_secret(inputs: Any) -> bool:
+    return isinstance(inputs, dict) and redact(inputs)[0] != inputs
+
+
 class ScheduleService(DocumentService[Schedule]):
     """Create/change/toggle/delete schedules; ``next_run_at`` follows every timing change."""
 
-    def __init__(self, store: KasalStore, clock: Clock) -> None:
+    def __init__(self, store: KasalStore, clock: Clock, box: SecretBox) -> None:
         super().__init__(store, Schedule, unique_names=False)
         self.clock = clock
+        self.box = box
 
-    def create(self, fields: dict[str, Any], *, id: UUID | None = None) -> Written:  # noqa: A002
-        return super().create(self.timed(None, fields), id=id)
+    def create(self, fields: dict[str, Any], *, id: UUID | None = None) -> Written:
+        schedule_id = id or uuid4()  # known before the save: the sealed inputs are bound to it
+        sealed = self.sealed(current_actor().group_id, schedule_id, None, self.timed(None, fields))
+        return super().create(sealed, id=schedule_id)
 
-    def change(self, document_id: UUID, changes: dict[str, Any], expected_version: int | None = None) -> Written:
-        return self._mutate(document_id, lambda s: s.change(self.timed(s.fields, changes)), expected_version)
-
-    def replace(self, document_id: UUID, fields: dict[str, Any], expected_version: int | None = None) -> Written:
-        return self._mutate(document_id, lambda s: s.replace(self.timed(s.fields, fields, replace=True)),
+    def change(
+        self, document_id: UUID, changes: dict[str, Any], expected_version: ExpectedVersions | None = None,
+    ) -> Written:
+        return self._mutate(document_id, lambda s: s.change(self._sealed_for(s, self.timed(s.fields, changes))),
                             expected_version)
 
-    def toggle(self, document_id: UUID, expected_version: int | None = None) -> Written:
+    def replace(
+        self, document_id: UUID, fields: dict[str, Any], expected_version: ExpectedVersions | None = None,
+    ) -> Written:
+        return self._mutate(
+            document_id, lambda s: s.replace(self._sealed_for(s, self.timed(s.fields, fields, replace=True))),
+            expected_version,
+        )
+
+    def toggle(self, document_id: UUID, expected_version: ExpectedVersions | None = None) -> Written:
         """Enable a disabled schedule or disable an enabled one."""
         return self._mutate(
-            document_id, lambda s: s.change(self.timed(s.fields, {"enabled": not s.enabled})), expected_version
+            document_id, lambda s: s.change(self._sealed_for(s, self.timed(s.fields, {"enabled": not s.enabled}))),
+            expected_version,
         )
+
+    def sealed(
+        self, group_id: str, schedule_id: UUID, stored: Mapping[str, Any] | None, sent: dict[str, Any],
+    ) -> dict[str, Any]:
+        """``sent`` with its inputs' secrets replaced by ``[REDACTED]`` and the whole inputs encrypted.
+
+        ``stored`` (the schedule's current fields) supplies the values of secrets
+        sent back as ``[REDACTED]``; its ciphertext is kept when nothing changed,
+        so an unchanged PUT records nothing. Inputs stored in plaintext before
+        secrets were sealed are sealed by the schedule's next change of any kind.
+        """
+        if "inputs" in sent:
+            inputs = {} if sent["inputs"] is None else sent["inputs"]
+        elif stored is not None and _has_plaintext_secret(stored.get("inputs")):
+            inputs = stored["inputs"]
+        else:
+            return sent
+        if not isinstance(inputs, dict):
+            return sent  # the schedule refuses it, with the reason
+        check_nesting(inputs)
+        previous: dict[str, Any] | None = None
+        if stored is not None:
+            try:
+                previous = open_inputs(self.box, group_id, schedule_id, stored)
+            except ScheduleInputsUnreadableError:
+                if b'"[REDACTED]"' in msgspec.json.encode(inputs):
+                    raise  # a secret to keep that cannot be read: the client must send it again
+            if previous is not None:
+                inputs = kept_secrets(inputs, previous)
+        shown, hidden = redact(inputs)
+        token = None
+        if hidden and stored is not None and stored.get(SEALED_INPUTS) and previous == inputs:
+            token = stored[SEALED_INPUTS]
+        elif hidden:
+            plaintext = msgspec.json.encode(inputs).decode()
+            token = self.box.encrypt(plaintext, associated_data=inputs_associated_data(group_id, schedule_id))
+        return {**sent, "inputs": shown, SEALED_INPUTS: token}
+
+    def _sealed_for(self, schedule: Schedule, sent: dict[str, Any]) -> dict[str, Any]:
+        return self.sealed(schedule.group_id, schedule.id, schedule.fields, sent)
 
     def timed(self, old: Mapping[str, Any] | None, sent: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
         """``sent`` plus the ``next_run_at`` it implies; checks the cron expression and time zone.
@@ -135,9 +247,10 @@ class SchedulerService:
 
     def __init__(
         self, store: KasalStore, index: ScheduleIndex, planner: ExecutionPlanner, executions: ExecutionService,
-        clock: Clock, *, batch: int = 100,
+        clock: Clock, *, box: SecretBox, batch: int = 100,
     ) -> None:
         self.store = store
+        self.box = box
         self.index = index
         self.planner = planner
         self.executions = executions
@@ -150,7 +263,7 @@ class SchedulerService:
         outcomes = []
         for schedule_id in self.index.due(now, self.batch):
             try:
-                outcome = retry_on_conflict(lambda: self.fire_due(schedule_id, now), attempts=3)
+                outcome = retry_on_conflict(partial(self.fire_due, schedule_id, now), attempts=3)
             except ConflictError:
                 log.warning("schedule %s: gave up after repeated concurrent changes", schedule_id)
                 continue
@@ -184,19 +297,22 @@ class SchedulerService:
         actor = Actor(schedule.group_id, SCHEDULER_ACTOR, "operator", f"schedule:{schedule_id}:{slot}")
         with acting_as(actor):
             try:
+                inputs = open_inputs(self.box, schedule.group_id, schedule_id, definition)
                 plan = self.planner.plan(schedule.group_id, definition)
+                # Under the single-job rule a busy group skips the slot, as a crew that cannot run does.
+                places = self.executions.admission.admit(schedule.group_id, slot_execution_id(schedule_id, slot))
             except DomainError as error:
                 schedule.skip(slot=slot, reason=error.detail, next_run_at=next_run)
                 position = self.store.record(schedule)
                 log.warning("schedule %s skipped %s: %s", schedule_id, slot, error.detail)
                 return FireOutcome(schedule_id, slot_at, None, catch_up, position, error.detail)
             execution = self.executions.prepare_request(
-                **{**plan, "run_name": schedule.name}, inputs=definition.get("inputs") or {},
+                **{**plan, "run_name": schedule.name}, inputs=inputs,
                 schedule_id=str(schedule_id), id=slot_execution_id(schedule_id, slot),
                 options={"schedule": {"id": str(schedule_id), "slot": slot, "catch_up": catch_up}},
             )
             schedule.fire(slot=slot, execution_id=str(execution.id), fired_at=iso(now), catch_up=catch_up,
                           next_run_at=next_run)
-            position = self.store.record(schedule, execution)
-        self.executions.requested(execution, definition.get("inputs"), position)
+            position = self.store.record(schedule, execution, *places)
+        self.executions.requested(execution, inputs, position)
         return FireOutcome(schedule_id, slot_at, execution.id, catch_up, position)

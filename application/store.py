@@ -2,7 +2,7 @@
 
 Every aggregate is saved here, so audit queries and projections read one
 notification sequence. This module also owns the translation of the library's
-errors into domain errors (STYLE 4) and the optimistic-concurrency retry.
+errors into domain errors and the optimistic-concurrency retry.
 """
 
 from __future__ import annotations
@@ -115,7 +115,11 @@ def retry_on_conflict(attempt: Callable[[], T], *, attempts: int = 16) -> T:
 
 
 def postgres_env(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> dict[str, str]:
-    """eventsourcing settings for a libpq URL; never enables DB functions (DESIGN §3)."""
+    """eventsourcing settings for a libpq URL.
+
+    Never enables the recorder's DB functions: that path skips the table lock,
+    and subscribers then miss events under concurrent writers (measured).
+    """
     from psycopg.conninfo import conninfo_to_dict
 
     parts = conninfo_to_dict(url)

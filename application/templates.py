@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from application.documents import DocumentService, Written
+from application.documents import DocumentService, ExpectedVersions, Written
 from application.store import KasalStore
 from domain.context import Actor, acting_as, current_actor
-from domain.errors import ConflictError, ForbiddenError, PreconditionFailedError
+from domain.errors import ConflictError, ForbiddenError
 from domain.template import SYSTEM_GROUP, Template
 
 SEED_ACTOR = Actor(group_id=SYSTEM_GROUP, actor="system:seed", role="admin", correlation_id="seed-templates")
@@ -119,7 +119,9 @@ BUILTIN_TEMPLATES: tuple[dict[str, Any], ...] = (
     },
     {
         "name": "generate_crew",
-        "description": "Prompt for generating a crew: {agents: [...], tasks: [...]} with tasks naming agent and context.",
+        "description": (
+            "Prompt for generating a crew: {agents: [...], tasks: [...]} with tasks naming agent and context."
+        ),
         "template": GENERATE_CREW,
     },
     {
@@ -145,7 +147,9 @@ class TemplateService:
     def create(self, fields: dict[str, Any]) -> Written:
         return self.documents.create(fields)
 
-    def change(self, template_id: UUID, changes: dict[str, Any], expected_version: int | None = None) -> Written:
+    def change(
+        self, template_id: UUID, changes: dict[str, Any], expected_version: ExpectedVersions | None = None
+    ) -> Written:
         """Change the fields sent; changing a built-in creates the caller's group override.
 
         The answer then names the override (a new id); the built-in itself,
@@ -154,13 +158,11 @@ class TemplateService:
         builtin = self._builtin(template_id)
         if builtin is None:
             return self.documents.change(template_id, changes, expected_version)
-        if expected_version is not None and builtin.version != expected_version:
-            raise PreconditionFailedError(
-                f"template {template_id} is at version {builtin.version}, not {expected_version}"
-            )
+        if expected_version is not None:
+            expected_version.check("template", template_id, builtin.version)
         return self.documents.create(Template.with_changes(builtin.fields, changes))
 
-    def delete(self, template_id: UUID, expected_version: int | None = None) -> Written:
+    def delete(self, template_id: UUID, expected_version: ExpectedVersions | None = None) -> Written:
         """Delete a group's template; deleting an override brings the built-in back."""
         if self._builtin(template_id) is not None:
             raise ForbiddenError(

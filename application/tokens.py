@@ -1,4 +1,4 @@
-"""Issuing and revoking service access tokens (thin, STYLE 4)."""
+"""Issuing and revoking service access tokens."""
 
 from __future__ import annotations
 

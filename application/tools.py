@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from application.documents import DocumentService, Written
+from application.documents import DocumentService, ExpectedVersions, Written
 from application.store import KasalStore, retry_on_conflict
 from domain.base import Document
 from domain.context import current_actor
-from domain.errors import ConflictError, PreconditionFailedError
+from domain.errors import ConflictError
 from domain.tool import Tool, ToolSetting, builtin_tool_id, effective_tool, tool_setting_id
 
 Decide = Callable[[dict[str, Any]], dict[str, Any]]
@@ -29,7 +29,7 @@ def override_builtin(
     new_setting: Callable[[dict[str, Any]], Document],
     seen: Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]],
     decide: Decide,
-    expected_version: int | None,
+    expected_version: ExpectedVersions | None,
 ) -> Written:
     """Record the caller's group's setting for a built-in catalogue entry.
 
@@ -40,10 +40,8 @@ def override_builtin(
     def attempt() -> Written:
         setting = store.find(setting_id)
         version = builtin.version + (setting.version if setting is not None else 0)
-        if expected_version is not None and expected_version != version:
-            raise PreconditionFailedError(
-                f"{builtin.KIND} {builtin.id} is at version {version}, not {expected_version}"
-            )
+        if expected_version is not None:
+            expected_version.check(builtin.KIND, builtin.id, version)
         changes = decide(seen(builtin.fields, setting.fields if setting is not None else None))
         if setting is None:
             if not changes:
@@ -54,7 +52,7 @@ def override_builtin(
         position = store.record(setting)
         return Written(builtin.id, builtin.version + setting.version, position)
 
-    return retry_on_conflict(attempt, attempts=1 if expected_version is not None else 5)
+    return retry_on_conflict(attempt, attempts=5)
 
 
 class ToolsService:
@@ -68,7 +66,9 @@ class ToolsService:
         self._refuse_builtin_name(fields.get("name"))
         return self.documents.create(fields)
 
-    def change(self, tool_id: UUID, changes: dict[str, Any], expected_version: int | None = None) -> Written:
+    def change(
+        self, tool_id: UUID, changes: dict[str, Any], expected_version: ExpectedVersions | None = None
+    ) -> Written:
         """Change the fields sent; for a built-in only ``enabled`` and ``config``, for this group."""
         builtin = self.builtin(tool_id)
         if builtin is None:
@@ -79,7 +79,7 @@ class ToolsService:
         return self._override(builtin, lambda seen: {k: v for k, v in wanted.items() if seen.get(k) != v},
                               expected_version)
 
-    def toggle(self, tool_id: UUID, expected_version: int | None = None) -> Written:
+    def toggle(self, tool_id: UUID, expected_version: ExpectedVersions | None = None) -> Written:
         """Flip whether the caller's group can use the tool."""
         builtin = self.builtin(tool_id)
         if builtin is not None:
@@ -87,14 +87,14 @@ class ToolsService:
 
         def attempt() -> Written:
             tool = self.documents.get(tool_id)
-            if expected_version is not None and tool.version != expected_version:
-                raise PreconditionFailedError(f"tool {tool_id} is at version {tool.version}, not {expected_version}")
+            if expected_version is not None:
+                expected_version.check("tool", tool_id, tool.version)
             tool.change({"enabled": not tool.fields["enabled"]})
             return Written(tool.id, tool.version, self.store.record(tool))
 
-        return retry_on_conflict(attempt, attempts=1 if expected_version is not None else 5)
+        return retry_on_conflict(attempt, attempts=5)
 
-    def delete(self, tool_id: UUID, expected_version: int | None = None) -> Written:
+    def delete(self, tool_id: UUID, expected_version: ExpectedVersions | None = None) -> Written:
         builtin = self.builtin(tool_id)
         if builtin is not None:
             builtin.check_removable()
@@ -107,7 +107,7 @@ class ToolsService:
             return found
         return None
 
-    def _override(self, tool: Tool, decide: Decide, expected_version: int | None) -> Written:
+    def _override(self, tool: Tool, decide: Decide, expected_version: ExpectedVersions | None) -> Written:
         group_id = current_actor().group_id
         return override_builtin(
             self.store, tool, tool_setting_id(group_id, tool.id),

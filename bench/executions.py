@@ -22,8 +22,12 @@ from bench.registry import Context, Target, scenario
 from bench.server import ServerProcess
 
 CREW = {
-    "agents_yaml": {"writer": {"role": "Writer", "goal": "Write about {topic}", "backstory": "Terse", "llm": "offline/echo"}},
-    "tasks_yaml": {"note": {"description": "Write one line about {topic}", "expected_output": "One line", "agent": "writer"}},
+    "agents_yaml": {
+        "writer": {"role": "Writer", "goal": "Write about {topic}", "backstory": "Terse", "llm": "offline/echo"},
+    },
+    "tasks_yaml": {
+        "note": {"description": "Write one line about {topic}", "expected_output": "One line", "agent": "writer"},
+    },
     "inputs": {"topic": "benchmarks"},
 }
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -112,13 +116,14 @@ def execution_burst(ctx: Context) -> None:
 @scenario("log-throughput", order=62)
 def log_throughput(ctx: Context) -> None:
     """Log lines appended per second through the runner's path (batches of 200 into ProgressRecorded)."""
+    from psycopg_pool import ConnectionPool
+
     from application.executions import ExecutionService
     from application.store import KasalStore, postgres_env
     from domain.context import Actor, acting_as
     from domain.execution_progress import LogLine
     from interface.content_store import PostgresContentStore
     from projections.executions import ExecutionIndexQueries
-    from psycopg_pool import ConnectionPool
 
     url = ctx.databases.create()
     store = KasalStore(postgres_env(url))
@@ -172,3 +177,71 @@ def websocket_latency(ctx: Context) -> None:
     ctx.report("log line → WebSocket p99", ms(percentile(delays, 99)), "ms")
     ctx.report("service RSS after crews", round(server.rss() / 2**20), "MiB")
     _stop_crew_server()
+
+
+@scenario("crew-runtime", order=64)
+def crew_runtime(ctx: Context) -> None:
+    """Crew children on their own (no service): start, cancel, kill, time out, death noticed."""
+    import tempfile
+    from pathlib import Path
+
+    import anyio
+
+    from domain.execution_progress import OUTCOMES, LlmCall, TaskStarted
+    from interface.crew_runtime import CrewJob, CrewProcess, CrewRuntime
+    from tests.hostile_tools import HostileToolFactory, end_orphan
+
+    def job(model: str = "offline/echo", timeout_s: float | None = None, tools: tuple[str, ...] = (),
+            task: str = "Write one line about benchmarks") -> CrewJob:
+        return CrewJob(execution_id="bench", agents={"w": {"role": "Writer", "goal": "Write", "backstory": "Terse",
+                                                           "tools": list(tools)}},
+                       tasks={"t": {"description": task, "expected_output": "One line", "agent": "w"}},
+                       model=model, timeout_s=timeout_s)
+
+    async def first_and_end(process: CrewProcess, since: float) -> tuple[float, float]:
+        first = -1.0
+        async for _ in process.messages():
+            first = time.perf_counter() - since if first < 0 else first
+        return first, time.perf_counter() - since
+
+    async def cancel_on(process: CrewProcess, kind: type) -> float:
+        async for observation in process.messages():
+            if isinstance(observation, kind):
+                began = time.perf_counter()
+                await process.acancel()
+                return time.perf_counter() - began
+        raise RuntimeError(f"the crew ended before a {kind.__name__}")
+
+    async def outcome_after(process: CrewProcess, since: float) -> float:
+        async for observation in process.messages():
+            if isinstance(observation, OUTCOMES):
+                return time.perf_counter() - since
+        raise RuntimeError("no outcome")
+
+    with CrewRuntime() as runtime:
+        runtime.warm()
+        starts = []
+        for _ in range(ctx.n(10, 4)):
+            began = time.perf_counter()
+            starts.append(anyio.run(first_and_end, runtime.run(job()), began)[0])
+        cancel = anyio.run(cancel_on, runtime.run(job("offline/slow")), TaskStarted)
+        began = time.perf_counter()
+        timed_out = anyio.run(outcome_after, runtime.run(job("offline/slow", timeout_s=0.3)), began)
+    with CrewRuntime(tool_factory=HostileToolFactory()) as runtime:
+        killed = anyio.run(cancel_on, runtime.run(job(tools=("stubborn",), task="Hang [use stubborn: ]")), LlmCall)
+    with tempfile.TemporaryDirectory() as scratch:
+        orphan = Path(scratch) / "orphan.pid"
+        with CrewRuntime(tool_factory=HostileToolFactory(orphan_pid_file=orphan)) as runtime:
+            began = time.perf_counter()
+            process = runtime.run(job(tools=("exit_now",), task="Stop [use exit_now: ]", timeout_s=60))
+            died = anyio.run(outcome_after, process, began)
+        end_orphan(orphan)
+    starts.sort()
+    ctx.report("run() → first observation p50", ms(percentile(starts, 50)), "ms", target=Target("<", 3000),
+               note=f"{len(starts)} runs on a warm forkserver")
+    ctx.report("cancel → child stopped", ms(cancel), "ms", target=Target("<", 2000), note="a slow crew, SIGTERM")
+    ctx.report("cancel → child killed", ms(killed), "ms", target=Target("<", 2000),
+               note="ignores SIGTERM: SIGKILL after the 1.5 s grace")
+    ctx.report("timeout 0.3 s → outcome", ms(timed_out), "ms", target=Target("<", 2500))
+    ctx.report("child exits mid-task → FAILED outcome", ms(died), "ms", target=Target("<", 5000),
+               note="exit code 7 while a process it forked still holds its pipe (so no EOF)")

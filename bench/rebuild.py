@@ -66,10 +66,10 @@ def cli_rebuild(url: str) -> tuple[float, int, str]:
 
 def in_process_rebuild(url: str, profile: bool) -> tuple[float, int]:
     """``Projector.rebuild()`` in this process; (seconds, events read). Optionally cProfiled."""
-    from interface.app import build_core
     from interface.settings import Settings
+    from interface.wiring import wire
 
-    core = build_core(Settings(database_url=url, secret_key="bench-secret-key", log_level="WARNING"))
+    core = wire(Settings(database_url=url, secret_key="bench-secret-key", log_level="WARNING"))
     try:
         if profile:
             import cProfile

@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ def table(metrics: list[Metric]) -> str:
         if m.note:
             notes.append(f"  [{m.scenario}] {m.name}: {m.note}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 
@@ -66,7 +66,7 @@ def meta(ctx: Context, argv: list[str]) -> dict[str, Any]:
     import psutil
 
     return {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "bench", *argv]),
         "quick": ctx.quick,
         "commit": _commit(),

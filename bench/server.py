@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -63,8 +64,11 @@ class ServerProcess:
                  env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}"
-        self._tmp = None if home else tempfile.mkdtemp(prefix=f"kasal-bench-{name}-")
-        self.home = home or Path(self._tmp) / "home"  # type: ignore[arg-type]
+        self._tmp: str | None = None
+        if home is None:
+            self._tmp = tempfile.mkdtemp(prefix=f"kasal-bench-{name}-")
+            home = Path(self._tmp) / "home"
+        self.home = home
         base = {k: v for k, v in os.environ.items() if k != "KASAL_DATABASE_URL"}
         self.env = {
             **base,
@@ -119,10 +123,8 @@ class ServerProcess:
         """Resident memory of the server process and its children, in bytes."""
         total = 0
         for proc in self._tree():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += proc.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         return total
 
     def pss(self) -> int:
@@ -133,10 +135,8 @@ class ServerProcess:
         """
         total = 0
         for proc in self._tree():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
                 total += proc.memory_full_info().pss
-            except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
-                pass
         return total
 
     def cpu_seconds(self) -> float:

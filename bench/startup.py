@@ -15,7 +15,7 @@ TARGET = Target("<", 3)
 def import_seconds() -> float:
     """How long the interpreter takes just to import the app (a floor for any start)."""
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import interface.app, interface.features"], cwd=ROOT,
+    subprocess.run([sys.executable, "-c", "import interface.app, interface.wiring"], cwd=ROOT,
                    check=True, timeout=120, capture_output=True)
     return time.perf_counter() - began
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+
 from domain.base import KasalAggregate, event, stable_topics
 from domain.errors import InvalidError, NotFoundError
 

@@ -12,7 +12,8 @@ is handled by ``class_version`` and ``upcast_vN_vN+1`` on the same class.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -21,7 +22,7 @@ from eventsourcing.utils import register_topic
 from domain.context import current_actor
 from domain.errors import NotFoundError
 
-A = TypeVar("A", bound=type)
+A = TypeVar("A", bound="type[KasalAggregate]")
 
 __all__ = ["KasalAggregate", "Document", "stable_topics", "event", "event_classes"]
 
@@ -30,14 +31,19 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def event_classes(aggregate_cls: type) -> dict[str, type]:
+def event_classes(aggregate_cls: type) -> dict[str, type[KasalAggregate.Event]]:
     """Every event class nested in an aggregate class, by attribute name."""
-    found: dict[str, type] = {}
+    found: dict[str, type[KasalAggregate.Event]] = {}
     for name in dir(aggregate_cls):
         value = getattr(aggregate_cls, name, None)
-        if isinstance(value, type) and issubclass(value, Aggregate.Event):
+        if isinstance(value, type) and issubclass(value, KasalAggregate.Event):
             found[name] = value
     return found
+
+
+def topics_of(aggregate_cls: type) -> frozenset[str]:
+    """The stable topics of an aggregate's own events (what a projection of it subscribes to)."""
+    return frozenset(c.TOPIC for c in event_classes(aggregate_cls).values() if "TOPIC" in c.__dict__)
 
 
 def stable_topics(prefix: str) -> Callable[[A], A]:
@@ -48,7 +54,7 @@ def stable_topics(prefix: str) -> Callable[[A], A]:
         register_topic(cls.TOPIC, cls)
         for name, event_cls in event_classes(cls).items():
             topic = f"{prefix}.{_snake(name)}.v1"
-            event_cls.TOPIC = topic  # type: ignore[attr-defined]
+            event_cls.TOPIC = topic
             register_topic(topic, event_cls)
         return cls
 
@@ -59,6 +65,7 @@ class KasalAggregate(Aggregate):
     """An aggregate owned by one group, whose events say who did what, when, and why."""
 
     class Event(Aggregate.Event):
+        TOPIC: ClassVar[str]  # set by stable_topics; not a field of the event
         group_id: str
         actor: str
         correlation_id: str
@@ -66,11 +73,14 @@ class KasalAggregate(Aggregate):
     class Created(Event, Aggregate.Created):
         pass
 
-    # No class annotations here: the library turns annotated aggregate classes
-    # (and their subclasses) into dataclasses with generated __init__ methods.
+    # No class annotations at run time: the library turns annotated aggregate
+    # classes (and their subclasses) into dataclasses with generated __init__ methods.
+    if TYPE_CHECKING:
+        TOPIC: ClassVar[str]
+        group_id: str
 
     @classmethod
-    def _create(cls, event_class: Any, *, id: UUID | None = None, **kwargs: Any) -> Any:  # noqa: A002
+    def _create(cls, event_class: Any, *, id: UUID | None = None, **kwargs: Any) -> Self:
         meta = current_actor()
         kwargs.setdefault("actor", meta.actor)
         kwargs.setdefault("correlation_id", meta.correlation_id)
@@ -103,7 +113,7 @@ class Document(KasalAggregate):
     KIND = "resource"
 
     @classmethod
-    def new(cls, group_id: str, fields: dict[str, Any], *, id: UUID | None = None) -> Any:  # noqa: A002
+    def new(cls, group_id: str, fields: dict[str, Any], *, id: UUID | None = None) -> Self:
         """Create a document; subclasses fill defaults and check rules in ``prepare``."""
         return cls._create(cls.Created, id=id, group_id=group_id, fields=cls.prepare(dict(fields)))
 
@@ -124,7 +134,7 @@ class Document(KasalAggregate):
         """Record the fields that really change; returns them (empty: nothing recorded)."""
         self.check_alive()
         merged = self.prepare({**self.fields, **changes})
-        diff = {k: v for k, v in merged.items() if k not in self.fields or self.fields[k] != v}
+        diff = {k: v for k, v in merged.items() if k not in self.fields or not same_value(self.fields[k], v)}
         if diff:
             self._update(changes=diff)
         return diff
@@ -133,7 +143,7 @@ class Document(KasalAggregate):
         """Replace the whole definition: fields not sent go back to their defaults."""
         self.check_alive()
         fresh = self.prepare(dict(fields))
-        diff = {k: v for k, v in fresh.items() if self.fields.get(k, _MISSING) != v}
+        diff = {k: v for k, v in fresh.items() if not same_value(self.fields.get(k, _MISSING), v)}
         removed = sorted(set(self.fields) - set(fresh))
         if diff or removed:
             self._replace(fields=fresh)
@@ -171,3 +181,16 @@ class Document(KasalAggregate):
 
 
 _MISSING = object()
+
+
+def same_value(old: Any, new: Any) -> bool:
+    """``old == new``, except that mappings also need their keys in the same order.
+
+    The order of a mapping is meaning (a crew's tasks run in the order they are
+    written), so a change that only reorders one must be recorded.
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        return list(old) == list(new) and all(same_value(old[k], new[k]) for k in old)
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(same_value(a, b) for a, b in zip(old, new, strict=True))
+    return bool(old == new)

@@ -1,6 +1,6 @@
 """An execution: one run of a crew, from its request to its end.
 
-Status moves only through ``ALLOWED`` (STYLE 3); terminal states absorb, so a
+Status moves only through ``ALLOWED``; terminal states absorb, so a
 late "completed" after a cancel is refused instead of recorded. Every
 transition is an event saying who moved it and why, which is what the
 history timeline shows. Progress (log lines, spans, usage) arrives in
@@ -10,10 +10,9 @@ live streams can resume from the last number a client saw.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -21,10 +20,11 @@ import msgspec
 
 from domain.base import KasalAggregate, stable_topics
 from domain.errors import ConflictError, InvalidError
-from domain.execution_progress import Observation, ProgressBuilder, TextRef, empty_usage, scrub
+from domain.execution_progress import Observation, ProgressBuilder, TextRef, empty_usage
+from domain.redaction import check_nesting, redact, scrub, secret_values
 
 
-class ExecutionStatus(str, Enum):
+class ExecutionStatus(StrEnum):
     PENDING = "PENDING"
     PREPARING = "PREPARING"
     RUNNING = "RUNNING"
@@ -48,8 +48,6 @@ TERMINAL = frozenset(status for status, nexts in ALLOWED.items() if not nexts)
 UNFINISHED = frozenset(ExecutionStatus) - TERMINAL
 
 RESTART_MESSAGE = "Job cancelled - service was restarted while job was running"
-SECRET_NAME = re.compile(r"key|token|secret|password", re.IGNORECASE)
-REDACTED = "[REDACTED]"
 MAX_ERROR_CHARS = 4000
 
 
@@ -66,28 +64,6 @@ def check_transition(current: ExecutionStatus, target: ExecutionStatus) -> None:
             f"Execution is {current.value} and cannot become {target.value}",
             errors=[("status", f"{current.value} -> {target.value} is not allowed")],
         )
-
-
-def redact(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Inputs with secret-looking values replaced, and the dotted names replaced."""
-    hidden: list[str] = []
-
-    def walk(value: Any, path: str) -> Any:
-        if isinstance(value, Mapping):
-            out = {}
-            for key, item in value.items():
-                name = f"{path}.{key}" if path else str(key)
-                if SECRET_NAME.search(str(key)) and item not in (None, ""):
-                    hidden.append(name)
-                    out[str(key)] = REDACTED
-                else:
-                    out[str(key)] = walk(item, name)
-            return out
-        if isinstance(value, list):
-            return [walk(item, f"{path}[{i}]") for i, item in enumerate(value)]
-        return value
-
-    return walk(inputs, ""), hidden
 
 
 def placeholder_run_name(agents: Mapping[str, Any], tasks: Mapping[str, Any], now: datetime) -> str:
@@ -158,15 +134,17 @@ class Execution(KasalAggregate):
         cls, group_id: str, *, run_name: str, model: str, inputs: Mapping[str, Any],
         snapshot: dict[str, Any] | None, snapshot_ref: TextRef | None = None, crew_id: str | None = None,
         crew_version: int | None = None, schedule_id: str | None = None, execution_type: str = "crew",
-        id: UUID | None = None,  # noqa: A002
+        id: UUID | None = None,
     ) -> Execution:
-        """Record what will run; secrets in the inputs never reach the event."""
+        """Record what will run; secrets in the inputs never reach the event, by name or by value."""
         if snapshot is None and snapshot_ref is None:
             raise InvalidError("An execution needs a crew configuration")
+        check_nesting(inputs)
         shown, hidden = redact(inputs)
+        secrets = secret_values(inputs)
         return cls._create(cls.Requested, id=id, group_id=group_id, **scrub({
-            "run_name": (run_name.strip() or "Execution")[:200], "model": model, "inputs": shown,
-            "redacted": hidden, "snapshot": snapshot,
+            "run_name": secrets.hide((run_name.strip() or "Execution")[:200]), "model": model,
+            "inputs": scrub(shown, secrets), "redacted": hidden, "snapshot": snapshot,
             "snapshot_ref": None if snapshot_ref is None else msgspec.to_builtins(snapshot_ref),
             "crew_id": crew_id, "crew_version": crew_version, "schedule_id": schedule_id,
             "execution_type": execution_type, "status": PENDING.value, "message": "Execution requested",
@@ -219,7 +197,8 @@ class Execution(KasalAggregate):
             aggregate.claimed_by = self.runner_id
             aggregate.lease_until = self.lease_until
 
-    def prepare(self, runner_id: str | None = None, message: str = "Preparing crew") -> None:
+    def mark_preparing(self, runner_id: str | None = None, message: str = "Preparing crew") -> None:
+        """A claimed execution moves to PREPARING while its runner builds the crew."""
         self._check_runner(runner_id)
         check_transition(self.status, PREPARING)
         self._record(self.Preparing, status=PREPARING.value, message=message)

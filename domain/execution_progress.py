@@ -1,9 +1,9 @@
 """What a running crew reports, and how it becomes small progress events.
 
-A runner hands the aggregate *observations* (log lines, crew/agent/task
-starts and ends, LLM calls, tool uses). Their tags and fields match the crew
-runtime's wire messages, so a runner converts one into the other with
-``msgspec.convert(msgspec.to_builtins(message), Observation)``.
+A crew's child process reports *observations* (log lines, crew/agent/task
+starts and ends, LLM calls, tool uses), these very Structs, msgpack-encoded on
+its pipe; the runner hands them to the aggregate as they come. A run ends with
+exactly one ``Outcome``: the crew's result or why it failed.
 
 ``ProgressBuilder`` turns observations into the payload of
 ``Execution.ProgressRecorded`` events: it numbers log lines, gives spans ids
@@ -16,9 +16,11 @@ event can never carry it whole.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
+
+from domain.redaction import scrub
 
 PREVIEW_CHARS = 240
 INLINE_BYTES = 2000
@@ -59,7 +61,7 @@ def clip_bytes(text: str, limit: int) -> str:
     return text if len(data) <= limit else data[:limit].decode(errors="ignore")
 
 
-Text = Union[str, TextRef]
+Text = str | TextRef
 
 
 class _Observation(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -133,10 +135,13 @@ class ToolUsed(_Observation, tag="tool_used"):
     task: str | None = None
 
 
-Observation = Union[
-    LogLine, CrewStarted, CrewCompleted, CrewFailed, AgentStarted, AgentCompleted,
-    TaskStarted, TaskCompleted, TaskFailed, LlmCall, ToolUsed,
-]
+Observation = (
+    LogLine | CrewStarted | CrewCompleted | CrewFailed | AgentStarted | AgentCompleted
+    | TaskStarted | TaskCompleted | TaskFailed | LlmCall | ToolUsed
+)
+Outcome = CrewCompleted | CrewFailed
+OUTCOMES = (CrewCompleted, CrewFailed)
+"""The observations that end a run; nothing follows one."""
 TEXT_FIELDS: dict[type, tuple[str, ...]] = {
     LogLine: ("message",),
     CrewCompleted: ("result",),
@@ -170,18 +175,6 @@ def clipped(observation: Observation) -> Observation:
     if not 0.0 <= observation.at < LATEST_AT:
         changes["at"] = 0.0
     return msgspec.structs.replace(observation, **changes) if changes else observation
-
-
-def scrub(value: Any) -> Any:
-    """``value`` with NUL characters removed from every string: PostgreSQL text and jsonb refuse
-    them, and one such character in an event would stop the read models that fold it."""
-    if isinstance(value, str):
-        return value.replace("\x00", "") if "\x00" in value else value
-    if isinstance(value, dict):
-        return {scrub(k): scrub(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub(v) for v in value]
-    return value
 
 
 def empty_usage() -> dict[str, Any]:

@@ -8,6 +8,13 @@ execution it starts, so of several schedulers racing for one slot exactly
 one appends at the expected version and the others are refused. Cron
 arithmetic (which slot, when next) is the application's: the domain only
 checks the rules and records the results.
+
+Inputs whose names look secret (``domain.redaction.SECRET_NAME``) are never
+stored in plaintext: ``inputs`` holds them as ``[REDACTED]`` and
+``encrypted_inputs`` holds a ciphertext of the whole inputs, which only the
+application can open (it owns the key). Like the API-key aggregate, the
+schedule refuses plaintext secrets outright, so a code path that forgets to
+seal them fails at once instead of leaking.
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ from typing import Any
 
 from domain.base import Document, KasalAggregate, stable_topics
 from domain.errors import ConflictError, InvalidError
+from domain.redaction import check_nesting, redact
 
 SCHEDULER_ACTOR = "system:scheduler"
+SEALED_INPUTS = "encrypted_inputs"
+"""Field holding the ciphertext of a schedule's inputs (secrets included); read models drop it."""
 
 # Set by the service and by firing, never by clients; kept across a PUT.
 STATE_DEFAULTS: dict[str, Any] = {
@@ -34,6 +44,7 @@ DEFINITION_DEFAULTS: dict[str, Any] = {
     "timezone": "UTC",
     "enabled": True,
     "inputs": {},
+    SEALED_INPUTS: None,
     "crew_id": None,
     "agents_yaml": None,
     "tasks_yaml": None,
@@ -72,6 +83,12 @@ class Schedule(Document):
                                errors=problems)
         if not isinstance(merged["enabled"], bool):
             raise InvalidError("enabled must be true or false", errors=[("enabled", "must be a boolean")])
+        if not isinstance(merged["inputs"], dict):
+            raise InvalidError("inputs must be an object", errors=[("inputs", "must be an object")])
+        check_nesting(merged["inputs"])
+        if redact(merged["inputs"])[0] != merged["inputs"]:
+            # A programming error, not a user error: the application seals secrets first.
+            raise ValueError("schedule inputs would store a plaintext secret")
         return merged
 
     def replace(self, fields: dict[str, Any]) -> dict[str, Any]:

@@ -91,10 +91,12 @@ class Template(Document):
     def prepare(cls, fields: dict[str, Any]) -> dict[str, Any]:
         name = str(fields.get("name") or "").strip()
         text = fields.get("template")
+        if not isinstance(text, str):
+            text = ""
         problems = []
         if not name:
             problems.append(("name", "Field required"))
-        if not isinstance(text, str) or not text.strip():
+        if not text.strip():
             problems.append(("template", "Field required"))
         if problems:
             raise InvalidError(

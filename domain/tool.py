@@ -147,7 +147,9 @@ def _common_type(values: list[Any]) -> str | None:
     return types.pop() if len(types) == 1 else None
 
 
-def config_schema(tool_name: str, config: dict[str, Any], hints: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def config_schema(
+    tool_name: str, config: dict[str, Any], hints: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """A JSON Schema of a tool's configuration, derived from its current values.
 
     Each key's type comes from its value (a ``null`` value admits anything),

@@ -1,116 +1,108 @@
-"""The composition root (STYLE 7): ``create_app(settings)`` builds the whole service."""
+"""The HTTP app: ``create_app(kasal)`` serves a service built by ``interface.wiring.wire``.
+
+Every route handler is listed here, once. Handlers receive the ``Kasal``
+object by Litestar dependency injection (a parameter named ``kasal``); the
+app's lifespan starts and stops it.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-import msgspec
-from psycopg.types.json import set_json_loads
-from psycopg_pool import AsyncConnectionPool
 
-from application.store import KasalStore, postgres_env
-from interface.core import Core, Feature
-from interface.features import FEATURES
-from interface.http.auth import Authenticator, LocalAuthenticator
+from interface.http.agents import AgentController
+from interface.http.api_keys import ApiKeyController
+from interface.http.crews import CrewController
+from interface.http.docs import ApiDocs
 from interface.http.errors import EXCEPTION_HANDLERS
-from interface.http.docs import docs_handlers
+from interface.http.execution_history import ExecutionHistoryController
+from interface.http.execution_logs import (
+    ExecutionLogController,
+    kasal_logs,
+    kasal_outputs,
+    kasal_sse,
+    log_stream,
+    log_stream_sse,
+)
+from interface.http.execution_trace import ExecutionTraceController, kasal_traces
+from interface.http.executions import ExecutionController
+from interface.http.generation import GenerationController
 from interface.http.health import health
-from interface.http.input_rules import refuse_nul_characters
-from interface.http.middleware import request_context_middleware, role_guard
-from interface.settings import Settings, quiet_libraries
-from projections.engine import Projector
+from interface.http.input_rules import refuse_unsafe_input
+from interface.http.middleware import request_context, role_guard
+from interface.http.models import ModelController
+from interface.http.run_names import generate_name
+from interface.http.schedules import ScheduleAliasController, SchedulerController
+from interface.http.tasks import TaskController
+from interface.http.templates import TemplateController
+from interface.http.tokens import TokenController
+from interface.http.tools import ToolController
+from interface.settings import quiet_libraries
+from interface.wiring import Kasal
 
-log = logging.getLogger("kasal")
+ROUTE_HANDLERS: list[Any] = [
+    health,
+    AgentController,
+    ApiKeyController,
+    TemplateController,
+    TaskController,
+    CrewController,
+    TokenController,
+    ToolController,
+    ModelController,
+    ExecutionController,
+    generate_name,
+    ExecutionHistoryController,
+    ExecutionLogController,
+    log_stream,
+    log_stream_sse,
+    kasal_sse,
+    kasal_logs,
+    kasal_outputs,
+    ExecutionTraceController,
+    kasal_traces,
+    SchedulerController,
+    ScheduleAliasController,
+    GenerationController,
+]
 
 
-def build_core(settings: Settings, *, features: list[type[Feature]] | None = None) -> Core:
-    """Everything but the HTTP layer; also used by the CLI and the worker."""
-    if not settings.database_url:
-        raise ValueError("settings.database_url is required (the CLI starts an embedded PostgreSQL)")
-    url = settings.database_url
-    # Read models hold JSON documents: msgspec decodes them several times faster.
-    set_json_loads(msgspec.json.decode)
-    store = KasalStore(postgres_env(url, pool_size=settings.pool_size))
-    pool = AsyncConnectionPool(url, open=False, min_size=2, max_size=settings.pool_size)
-    core = Core(settings=settings, store=store, pool=pool, projector=None, database_url=url)  # type: ignore[arg-type]
-    for feature_cls in features or FEATURES:
-        core.features[feature_cls] = feature_cls(core)
-    projections = [p for f in core.features.values() for p in f.projections()]
-    core.projector = Projector(url, store, projections)
-    store.on_saved(core.projector.wake)
-    return core
-
-
-def create_app(
-    settings: Settings,
-    overrides: dict[str, Any] | None = None,
-) -> Litestar:
-    """Build the Litestar app; ``overrides`` replaces named collaborators (tests).
-
-    Recognised overrides: ``authenticator`` (an ``Authenticator``), ``features``
-    (the feature classes to install), ``core_hook`` (called with the built core).
-    """
-    overrides = overrides or {}
+def create_app(kasal: Kasal, *, route_handlers: Sequence[Any] = ROUTE_HANDLERS) -> Litestar:
+    """The Litestar app over ``kasal`` (its lifespan runs ``kasal.start()``/``stop()``)."""
     quiet_libraries()
-    core = build_core(settings, features=overrides.get("features"))
-    authenticator: Authenticator = overrides.get("authenticator") or default_authenticator(settings, core)
-    core.services["authenticator"] = authenticator
-    hook: Callable[[Core], None] | None = overrides.get("core_hook")
-    if hook is not None:
-        hook(core)
+    settings = kasal.settings
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with core.running():
+        async with kasal.running():
             yield
 
-    handlers: list[Any] = [health]
-    for feature in core.features.values():
-        handlers.extend(feature.route_handlers())
-
+    docs = ApiDocs(settings.auth_mode)
     openapi = OpenAPIConfig(
         title="Kasal-ES API",
         version="1.0.0",
         description="Event-sourced implementation of the Kasal REST API.",
         path="/api-docs",
         use_handler_docstrings=True,
-        render_plugins=[SwaggerRenderPlugin(path="/")],
+        render_plugins=docs.render_plugins(),
     ) if settings.docs_enabled else None
 
     app = Litestar(
-        route_handlers=handlers + (docs_handlers() if openapi else []),
-        dependencies={"core": Provide(lambda: core, use_cache=True, sync_to_thread=False)},
+        route_handlers=[*route_handlers, *(docs.handlers() if openapi else [])],
+        dependencies={"kasal": Provide(lambda: kasal, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_context_middleware],
+        middleware=[request_context(kasal.authenticator, kasal.projector, settings.read_your_writes_timeout)],
         guards=[role_guard],
         lifespan=[lifespan],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
-        before_request=refuse_nul_characters,
+        before_request=refuse_unsafe_input,
         debug=False,
     )
-    app.state.kasal = core
-    core.authenticator = authenticator  # type: ignore[attr-defined]
+    app.state.kasal = kasal
     return app
-
-
-def default_authenticator(settings: Settings, core: Core) -> Authenticator:
-    """``settings.auth_mode``: local (default), token, or databricks (DESIGN §6)."""
-    from interface.http.auth import DatabricksAuthenticator, TokenAuthenticator
-    from interface.http.tokens import TokensFeature
-
-    if settings.auth_mode == "local":
-        return LocalAuthenticator()
-    tokens = TokenAuthenticator(core.get(TokensFeature).lookup)
-    if settings.auth_mode == "token":
-        return tokens
-    if settings.auth_mode == "databricks":
-        return DatabricksAuthenticator(tokens)
-    raise ValueError(f"unknown auth mode {settings.auth_mode!r}; use local, token or databricks")

@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from types import FrameType
 
-from interface.cli_tokens import add_tokens_parser, tokens
+from interface.cli_tokens import add_tokens_parser, run_tokens
 from interface.settings import Settings, quiet_libraries
 
 log = logging.getLogger("kasal")
-COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
+Command = Callable[[argparse.Namespace, Settings], int]
+COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str) -> Callable[[Callable[[argparse.Namespace, Settings], int]], Callable[[argparse.Namespace, Settings], int]]:
-    def register(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
+def command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
         COMMANDS[name] = fn
         return fn
 
@@ -31,6 +34,34 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class StopRequested(BaseException):
+    """SIGTERM, raised in the main thread so the stack unwinds and every ``finally`` runs.
+
+    Python's default SIGTERM ends the process on the spot, and uvicorn re-raises
+    the signal once its graceful shutdown is done: without this, ``kasal serve``
+    stopped by systemd, Docker or CI would leave its embedded PostgreSQL running.
+    A BaseException, like KeyboardInterrupt, so ``except Exception`` cannot swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises StopRequested (Ctrl-C already raises KeyboardInterrupt)."""
+
+    def raise_stop(signum: int, frame: FrameType | None) -> None:
+        raise StopRequested(signum)
+
+    previous = signal.signal(signal.SIGTERM, raise_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -57,6 +88,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from interface.app import create_app
+    from interface.wiring import wire
 
     settings = settings.with_(
         host=args.host or settings.host, port=args.port or settings.port
@@ -68,9 +100,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     with database(settings) as ready:
-        app = create_app(ready)
-        uvicorn.run(app, host=ready.host, port=ready.port, log_level=ready.log_level.lower(),
-                    lifespan="on", access_log=False)
+        app = create_app(wire(ready))
+        # uvicorn has shut down gracefully by the time it re-raises SIGTERM (it swallows
+        # Ctrl-C itself): either way the server's work is done and the database stops next.
+        with suppress(StopRequested):
+            uvicorn.run(app, host=ready.host, port=ready.port, log_level=ready.log_level.lower(),
+                        lifespan="on", access_log=False)
     return 0
 
 
@@ -79,27 +114,27 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run crews (claim and execute PENDING executions) without serving HTTP."""
     import asyncio
 
-    from interface.app import build_core
+    from interface.wiring import wire
     from interface.worker import run_worker, worker_settings
 
     if not settings.database_url:
         log.error("kasal worker runs crews for a shared database: set KASAL_DATABASE_URL")
         return 2
-    asyncio.run(run_worker(build_core(worker_settings(settings))))
+    asyncio.run(run_worker(wire(worker_settings(settings))))
     return 0
 
 
 @command("projections")
 def projections(args: argparse.Namespace, settings: Settings) -> int:
     """``kasal projections rebuild``: fold every read model again from the event log."""
-    from interface.app import build_core
+    from interface.wiring import wire
     from projections.engine import ProjectorBusyError
 
     if args.action != "rebuild":
         return 2
     with database(settings) as ready:
-        core = build_core(ready)
-        total = core.store.max_position()
+        kasal = wire(ready)
+        total = kasal.store.max_position()
 
         def progress(done: int, of: int) -> None:
             width = 40
@@ -108,14 +143,14 @@ def projections(args: argparse.Namespace, settings: Settings) -> int:
             sys.stderr.flush()
 
         try:
-            read = core.projector.rebuild(progress)
+            read = kasal.projector.rebuild(progress)
         except ProjectorBusyError as exc:
             print(f"kasal: {exc}", file=sys.stderr)
             return 1
         finally:
-            core.store.close()
+            kasal.store.close()
         sys.stderr.write("\n")
-        print(f"rebuilt {len(core.projector.projections)} read models from {read} events (log position {total})")
+        print(f"rebuilt {len(kasal.projector.projections)} read models from {read} events (log position {total})")
     return 0
 
 
@@ -135,7 +170,13 @@ def parser() -> argparse.ArgumentParser:
 
 PARSER_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
 PARSER_EXTENSIONS.append(add_tokens_parser)
-COMMANDS["tokens"] = tokens
+
+
+@command("tokens")
+def tokens(args: argparse.Namespace, settings: Settings) -> int:
+    """``kasal tokens create|list|revoke`` against the configured (or embedded) database."""
+    with database(settings) as ready:
+        return run_tokens(args, ready)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
-    return COMMANDS[args.command](args, settings)
+    try:
+        with sigterm_unwinds():
+            return COMMANDS[args.command](args, settings)
+    except StopRequested as stopped:
+        log.warning("kasal %s interrupted by signal %d", args.command, stopped.signum)
+        return 128 + stopped.signum
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 This is how the first token of a group comes to be (in token mode nothing
 else can authenticate yet). The plaintext is printed once; only its hash is
-recorded. Registered in ``interface/cli.py``.
+recorded. ``interface/cli.py`` registers the command and provides the database.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import uuid
 
 from domain.access_token import ROLES
-from domain.context import Actor, acting_as
+from domain.context import acting_as, system_actor
 from domain.errors import DomainError
 from interface.settings import Settings
 
@@ -33,32 +33,29 @@ def add_tokens_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     revoke.add_argument("id", type=uuid.UUID)
 
 
-def tokens(args: argparse.Namespace, settings: Settings) -> int:
-    """Run one ``kasal tokens`` action against the configured (or embedded) database."""
-    from application.tokens import TokenService
-    from interface.app import build_core
-    from interface.cli import database
+def run_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    """Run one ``kasal tokens`` action against ``settings.database_url``, as ``system:cli``."""
+    from interface.wiring import wire
 
-    with database(settings) as ready:
-        if args.action == "list":
-            return _list(ready.database_url or "", args.group)
-        core = build_core(ready)
-        service = TokenService(core.store)
-        try:
-            with acting_as(Actor(group_id=args.group, actor=CLI_ACTOR, role="admin", correlation_id=uuid.uuid4().hex)):
-                if args.action == "create":
-                    issued = service.issue(args.role, args.name)
-                    print(f"token id: {issued.id}")
-                    print(f"token:    {issued.token}")
-                    print("Store the token now: it is not shown again.")
-                else:
-                    service.revoke(args.id)
-                    print(f"revoked {args.id}")
-        except DomainError as exc:
-            print(f"error: {exc.detail}", file=sys.stderr)
-            return 1
-        finally:
-            core.store.close()
+    if args.action == "list":
+        return _list(settings.database_url or "", args.group)
+    kasal = wire(settings)
+    service = kasal.services.tokens
+    try:
+        with acting_as(system_actor(CLI_ACTOR, args.group)):
+            if args.action == "create":
+                issued = service.issue(args.role, args.name)
+                print(f"token id: {issued.id}")
+                print(f"token:    {issued.token}")
+                print("Store the token now: it is not shown again.")
+            else:
+                service.revoke(args.id)
+                print(f"revoked {args.id}")
+    except DomainError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        kasal.store.close()
     return 0
 
 

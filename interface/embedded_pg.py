@@ -187,8 +187,8 @@ class EmbeddedPostgres:
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb()
             self._clear_leftover_postmaster()
-            self._launch()
-            self._ensure_database()
+            self._url = url = self._launch()
+            self._ensure_database(url)
         except BaseException:
             if self._url is not None:
                 self._owner_pid = os.getpid()
@@ -201,8 +201,7 @@ class EmbeddedPostgres:
         atexit.register(self._stop_at_exit)
         logger.info("embedded PostgreSQL ready on 127.0.0.1:%s in %.2fs (data %s)",
                     self.port, time.monotonic() - began, self.data_dir)
-        assert self._url is not None
-        return self._url
+        return url
 
     def stop(self) -> None:
         """Fast shutdown (disconnect clients, checkpoint) and release ownership.
@@ -337,7 +336,7 @@ class EmbeddedPostgres:
                 continue
         pidfile.unlink(missing_ok=True)
 
-    def _launch(self) -> None:
+    def _launch(self) -> str:
         """pg_ctl start on 127.0.0.1 only, no Unix socket (paths can exceed the 107-byte limit).
 
         Retries cover a picked port being taken meanwhile and backends of a killed
@@ -347,6 +346,7 @@ class EmbeddedPostgres:
         log = self.data_dir / SERVER_LOG
         if log.exists() and log.stat().st_size > _MAX_LOG_BYTES:
             os.replace(log, log.with_name(SERVER_LOG + ".1"))
+        failure = ""
         for attempt in range(1, _START_ATTEMPTS + 1):
             port = self._requested_port or _free_port()
             offset = log.stat().st_size if log.exists() else 0
@@ -358,25 +358,25 @@ class EmbeddedPostgres:
             )
             if code == 0:
                 self.port = port
-                self._url = f"postgresql://{ROLE}:{self._password()}@127.0.0.1:{port}/{DATABASE}"
-                return
+                return f"postgresql://{ROLE}:{self._password()}@127.0.0.1:{port}/{DATABASE}"
             details = ""
             if log.exists():
                 with open(log, encoding="utf-8", errors="replace") as handle:
                     handle.seek(offset)
                     details = handle.read()
-            transient = any(marker in details for marker in _TRANSIENT_START_ERRORS)
-            if not transient or attempt == _START_ATTEMPTS:
-                raise EmbeddedPostgresError(f"PostgreSQL did not start on {self.data_dir}:\n{output}\n{details}")
-            logger.info("start attempt %d failed transiently, retrying: %s", attempt, details.strip())
-            time.sleep(0.5 * attempt)
+            failure = f"{output}\n{details}"
+            if not any(marker in details for marker in _TRANSIENT_START_ERRORS):
+                break
+            if attempt < _START_ATTEMPTS:
+                logger.info("start attempt %d failed transiently, retrying: %s", attempt, details.strip())
+                time.sleep(0.5 * attempt)
+        raise EmbeddedPostgresError(f"PostgreSQL did not start on {self.data_dir}:\n{failure}")
 
     def _password(self) -> str:
         return (self.data_dir / PASSWORD_FILE).read_text(encoding="utf-8").strip()
 
-    def _ensure_database(self) -> None:
-        assert self._url is not None
-        maintenance_url = self._url.rsplit("/", 1)[0] + "/postgres"
+    def _ensure_database(self, url: str) -> None:
+        maintenance_url = url.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(maintenance_url, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
             if exists is None:

@@ -16,18 +16,22 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import msgspec
+from anyio.to_thread import run_sync as in_thread
 
+from application.execution_control import CancelRegistry
 from application.executions import ExecutionJob, ExecutionService
+from application.store import KasalStore
 from domain.context import Actor, acting_as, current_actor
 from domain.errors import ConflictError, DomainError
 from domain.execution import RESTART_MESSAGE, Execution, placeholder_run_name
-from domain.execution_progress import CrewCompleted, CrewFailed, Observation
+from domain.execution_progress import OUTCOMES, CrewCompleted, CrewFailed, Observation, Outcome
+from interface.crew_runtime.messages import CrewJob
 from interface.runner_registry import RunnerRegistry
 
 log = logging.getLogger("kasal.runner")
@@ -36,10 +40,16 @@ FLUSH_INTERVAL_S = 0.2
 CANCEL_CHECK_S = 0.6
 FLUSH_MAX_ITEMS = 200
 POLL_INTERVAL_S = 1.0
+EAGER_POLL_S = 0.05
+EAGER_WINDOW_S = 1.0
+FINISH_RETRY_S = 0.2
+FINISH_RETRY_MAX_S = 10.0
 
 
 class CrewProcessPort(Protocol):
-    def messages(self) -> AsyncIterator[Any]: ...
+    def messages(self) -> AsyncIterator[Observation]:
+        """What the crew observes, ending with exactly one ``Outcome`` (also when its process dies)."""
+        ...
 
     async def acancel(self) -> None: ...
 
@@ -47,7 +57,9 @@ class CrewProcessPort(Protocol):
 class CrewRuntimePort(Protocol):
     """Runs one crew job in isolation (real adapter: ``interface.crew_runtime.CrewRuntime``)."""
 
-    def run(self, job: Any) -> CrewProcessPort: ...
+    def run(self, job: CrewJob) -> CrewProcessPort:
+        """Start the crew; may block for seconds (the first child waits for crewai's import)."""
+        ...
 
 
 def new_runner_id() -> str:
@@ -62,27 +74,36 @@ class _Run:
     process: CrewProcessPort | None = None
     buffer: list[Observation] = field(default_factory=list)
     pending: asyncio.Event = field(default_factory=asyncio.Event)
+    following: bool = True
+
+    def cancelled(self) -> bool:
+        """Whether a stop was asked for (it may come at any await)."""
+        return self.cancel_reason is not None
 
 
 class ExecutionRunner:
     """Claims and runs executions; one per process that runs crews."""
 
     def __init__(
-        self, feature: Any, runtime: CrewRuntimePort, *, max_concurrent: int, timeout_s: float,
-        runner_id: str | None = None, credentials: Any = None, models: Any = None,
-        registry: RunnerRegistry | None = None, namer: Any = None,
+        self, service: ExecutionService, store: KasalStore, runtime: CrewRuntimePort, *,
+        cancellations: CancelRegistry, registry: RunnerRegistry, max_concurrent: int, timeout_s: float,
+        credentials: Callable[[str], Awaitable[dict[str, str]]],
+        models: Callable[[str, str], Awaitable[dict[str, Any] | None]],
+        namer: Callable[[ExecutionJob], Awaitable[str]],
     ) -> None:
-        self.feature = feature
-        self.core = feature.core
-        self.service: ExecutionService = feature.service
+        """``registry`` holds this runner's liveness (registered by the caller before ``start``);
+        ``credentials`` answers a group's provider keys, ``models`` what a model name means in a
+        group, and ``namer`` a model's name for a run that still carries its placeholder."""
+        self.service = service
+        self.store = store
         self.runtime = runtime
+        self.cancellations = cancellations
         self.max_concurrent = max(1, max_concurrent)
         self.timeout_s = timeout_s
-        self.registry = registry or RunnerRegistry(self.core.database_url, runner_id or new_runner_id())
-        self.runner_id = self.registry.runner_id
+        self.registry = registry
+        self.runner_id = registry.runner_id
         self.credentials = credentials
         self.models = models
-        self._owns_registry = registry is None
         self.namer = namer
         self.runs: dict[uuid.UUID, _Run] = {}
         self._wake = asyncio.Event()
@@ -92,9 +113,7 @@ class ExecutionRunner:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        if self._owns_registry:
-            await self.core.run(self.registry.register)
-        await self.core.run(self.recover)
+        await in_thread(self.recover)
         self._task = asyncio.create_task(self._loop(), name="kasal-runner")
 
     async def stop(self) -> None:
@@ -106,8 +125,6 @@ class ExecutionRunner:
                 await run.process.acancel()
         if self._children:
             await asyncio.wait(self._children, timeout=5)
-        if self._owns_registry:
-            await self.core.run(self.registry.close)
 
     def wake(self) -> None:
         self._wake.set()
@@ -123,7 +140,7 @@ class ExecutionRunner:
         others = self.registry.others_alive()
         recovered: list[uuid.UUID] = []
         for execution_id in self.service.index.unfinished():
-            execution = self.core.store.find(execution_id)
+            execution = self.store.find(execution_id)
             if not isinstance(execution, Execution) or execution.finished:
                 continue
             owner = execution.claimed_by
@@ -142,11 +159,17 @@ class ExecutionRunner:
     # -- claiming ----------------------------------------------------------
 
     async def _loop(self) -> None:
+        """Claim while there is room; look again when woken, and every poll interval.
+
+        A wake can come before the new request is in the read model claims are
+        made from, so for a moment after one the runner looks again often.
+        """
+        eager_until = 0.0
         while True:
             self._wake.clear()
             while len(self.runs) < self.max_concurrent:
                 try:
-                    job = await self.core.run(self.service.claim_next, self.runner_id)
+                    job = await in_thread(self.service.claim_next, self.runner_id)
                 except Exception:
                     log.exception("claiming the next execution failed")
                     job = None
@@ -157,16 +180,15 @@ class ExecutionRunner:
                 task = asyncio.create_task(self._run(run), name=f"execution-{job.execution_id}")
                 self._children.add(task)
                 task.add_done_callback(self._children.discard)
-            try:
-                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
-            except TimeoutError:
-                pass
+            interval = EAGER_POLL_S if time.monotonic() < eager_until else POLL_INTERVAL_S
+            if await wait_event(self._wake, interval):
+                eager_until = time.monotonic() + EAGER_WINDOW_S
 
     # -- running one execution -----------------------------------------------
 
     async def _run(self, run: _Run) -> None:
         job = run.job
-        unregister = self.feature.cancellations.register(job.execution_id, lambda reason: self._cancel(run, reason))
+        unregister = self.cancellations.register(job.execution_id, lambda reason: self._cancel(run, reason))
         try:
             with acting_as(job.actor(self.runner_id)):
                 await self._execute(run)
@@ -180,41 +202,53 @@ class ExecutionRunner:
 
     async def _execute(self, run: _Run) -> None:
         job = run.job
-        await self.core.run(self.service.mark_preparing, job.execution_id, self.runner_id)
+        await in_thread(self.service.mark_preparing, job.execution_id, self.runner_id)
         crew_job = await self._crew_job(job)
-        if run.cancel_reason is not None:
+        if run.cancelled():
             await self._finish(run)
             return
-        await self.core.run(self.service.mark_running, job.execution_id, self.runner_id)
-        if self.namer is not None and is_placeholder_name(job):
+        await in_thread(self.service.mark_running, job.execution_id, self.runner_id)
+        if is_placeholder_name(job):
             self._background(self._improve_name(job))
-        run.process = self.runtime.run(crew_job)
+        # Off the event loop: until the forkserver has imported crewai, starting a child waits for it.
+        run.process = await in_thread(self.runtime.run, crew_job)
+        if run.cancelled():  # while the child was starting
+            await run.process.acancel()
+        # The stream stays open until the outcome is recorded: closing it stops a child
+        # still busy exiting, which need not delay the run's end.
+        async with aclosing(run.process.messages()) as observations:  # type: ignore[type-var]
+            outcome = await self._follow(run, observations)
+            await self._flush(run)
+            if isinstance(outcome, CrewCompleted):
+                await self._finish(run, result=outcome.result)
+            else:
+                await self._finish(run, error=outcome.error)
+
+    async def _follow(self, run: _Run, observations: AsyncIterator[Observation]) -> Outcome:
+        """Buffer what the crew observes until its outcome, while a flusher appends the buffer."""
         flusher = asyncio.create_task(self._flush_periodically(run))
-        outcome: Observation | None = None
         try:
-            async with aclosing(run.process.messages()) as messages:  # type: ignore[type-var]
-                async for message in messages:
-                    observation = to_observation(message)
-                    if isinstance(observation, (CrewCompleted, CrewFailed)):
-                        outcome = observation
-                        break
-                    run.buffer.append(observation)
-                    run.pending.set()
-                    if len(run.buffer) >= FLUSH_MAX_ITEMS:
-                        await self._flush(run)
+            async for observation in observations:
+                if isinstance(observation, OUTCOMES):
+                    return observation
+                run.buffer.append(observation)
+                run.pending.set()
+                if len(run.buffer) >= FLUSH_MAX_ITEMS:
+                    await self._flush(run)
         finally:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
-        await self._flush(run)
-        if isinstance(outcome, CrewCompleted):
-            await self._finish(run, result=outcome.result)
-        else:
-            await self._finish(run, error=outcome.error if isinstance(outcome, CrewFailed) else "crew ended without a result")
+            # Told to stop rather than cancelled, so no cancel can go astray and leave
+            # the run waiting for its flusher forever.
+            run.following = False
+            run.pending.set()
+            (stopped,) = await asyncio.gather(flusher, return_exceptions=True)
+            if isinstance(stopped, Exception):
+                log.warning("periodic flush of %s stopped: %r", run.job.execution_id, stopped)
+        return CrewFailed(error="crew ended without a result", at=time.time())
 
-    async def _crew_job(self, job: ExecutionJob) -> Any:
-        from interface.crew_runtime.messages import CrewJob
-
-        credentials = await self.core.run(self.credentials, job.group_id) if self.credentials else {}
+    async def _crew_job(self, job: ExecutionJob) -> CrewJob:
+        credentials = await self.credentials(job.group_id)
+        # A provider error or a chatty model can repeat a key: never record one.
+        self.service.protect(job.execution_id, credentials.values())
         agents = {key: dict(agent) for key, agent in job.agents.items()}
         model = await self._litellm_model(job.group_id, job.model)
         for agent in agents.values():
@@ -228,7 +262,7 @@ class ExecutionRunner:
 
     async def _litellm_model(self, group_id: str, name: str) -> str:
         """A model key of the group's catalogue becomes its LiteLLM string; others pass as given."""
-        if self.models is None or not name:
+        if not name:
             return name
         record = await self.models(group_id, name)
         return str(record.get("litellm_model") or name) if record else name
@@ -242,16 +276,15 @@ class ExecutionRunner:
         last_flush = 0.0
         last_cancel_check = time.monotonic()
         while True:
-            try:
-                await asyncio.wait_for(run.pending.wait(), CANCEL_CHECK_S)
-            except TimeoutError:
-                pass
+            await wait_event(run.pending, CANCEL_CHECK_S)
+            run.pending.clear()
+            if not run.following:
+                return
             now = time.monotonic()
             if run.buffer:
                 wait = FLUSH_INTERVAL_S - (now - last_flush)
                 if wait > 0:
                     await asyncio.sleep(wait)
-                run.pending.clear()
                 last_flush = time.monotonic()
                 await self._flush(run)
             if now - last_cancel_check >= CANCEL_CHECK_S and run.cancel_reason is None:
@@ -260,7 +293,7 @@ class ExecutionRunner:
 
     async def _watch_for_remote_cancel(self, run: _Run) -> None:
         """A cancel recorded by another process (the API of a multi-process deployment)."""
-        execution = await self.core.run(self.core.store.find, run.job.execution_id)
+        execution = await in_thread(self.store.find, run.job.execution_id)
         requested = getattr(execution, "cancel_requested", None)
         if requested:
             run.cancel_by = Actor(run.job.group_id, str(requested.get("actor") or "unknown"), "operator",
@@ -273,27 +306,45 @@ class ExecutionRunner:
         if not run.buffer:
             return
         batch, run.buffer = run.buffer, []
-        await self.core.run(self.service.record_progress, run.job.execution_id, batch)
+        await in_thread(self.service.record_progress, run.job.execution_id, batch)
 
     async def _finish(self, run: _Run, *, result: Any = None, error: str | None = None) -> None:
+        """Record how the run ended: CANCELLED when asked to stop, else FAILED or COMPLETED.
+
+        A database that fails (gone, out of connections) is tried again until it
+        answers: an end left unrecorded would keep the run unfinished until the
+        next restart.
+        """
         execution_id = run.job.execution_id
-        try:
-            if run.cancel_reason is not None:
-                with acting_as(run.cancel_by or current_actor()):
-                    await self.core.run(self.service.cancel, execution_id, run.cancel_reason)
-            elif error is not None:
-                await self.core.run(self.service.fail, execution_id, error)
-            else:
-                await self.core.run(self.service.complete, execution_id, result)
-        except ConflictError:
-            log.info("execution %s already finished; outcome not recorded again", execution_id)
+        retry_in = FINISH_RETRY_S
+        while True:
+            try:
+                if run.cancel_reason is not None:
+                    with acting_as(run.cancel_by or current_actor()):
+                        await in_thread(self.service.cancel, execution_id, run.cancel_reason)
+                elif error is not None:
+                    await in_thread(self.service.fail, execution_id, error)
+                else:
+                    await in_thread(self.service.complete, execution_id, result)
+                return
+            except ConflictError:
+                log.info("execution %s already finished; outcome not recorded again", execution_id)
+                return
+            except DomainError:
+                log.exception("the end of execution %s cannot be recorded", execution_id)
+                return
+            except Exception as exc:
+                log.warning("recording the end of execution %s failed (%s); trying again in %.1f s",
+                            execution_id, exc, retry_in)
+                await asyncio.sleep(retry_in)
+                retry_in = min(retry_in * 2, FINISH_RETRY_MAX_S)
 
     async def _improve_name(self, job: ExecutionJob) -> None:
         """Replace the instant placeholder name with one a model suggests (best effort)."""
         try:
             name = await self.namer(job)
             if name and name != job.run_name:
-                await self.core.run(self.service.rename, job.execution_id, name)
+                await in_thread(self.service.rename, job.execution_id, name)
         except Exception as exc:  # a name is a nicety: never let it disturb the run
             log.info("run name for %s not improved: %s", job.execution_id, exc)
 
@@ -312,15 +363,21 @@ class ExecutionRunner:
 
 def is_placeholder_name(job: ExecutionJob) -> bool:
     """Whether the run still carries the instant name (not one the user chose)."""
-    from datetime import datetime, timezone
-
     return job.run_name.startswith("Execution-") or job.run_name == placeholder_run_name(
-        job.agents, job.tasks, datetime.now(timezone.utc))
+        job.agents, job.tasks, datetime.now(UTC))
 
 
-_OBSERVATION = msgspec.json.Decoder(Observation)
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Whether ``event`` is set within ``timeout`` seconds.
 
-
-def to_observation(message: Any) -> Observation:
-    """The child's wire message as the domain's observation (same tags and fields)."""
-    return _OBSERVATION.decode(msgspec.json.encode(message))
+    Not ``asyncio.wait_for``: on Python 3.11, a cancel that lands after the
+    awaited event fired but before the waiting task resumed is swallowed
+    (wait_for returns normally). A flusher cancelled that way kept looping,
+    and its run, waiting for it, never recorded its outcome.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -11,21 +11,20 @@ runs missed while it was down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from application.planning import Planner, PlanRequest
 from application.ports import Clock
 from application.schedules import FireOutcome, SchedulerService
-from domain.context import Actor, acting_as
-from domain.schedule import SCHEDULER_ACTOR
-from interface.core import Core
-from interface.http.executions import ExecutionCreate, plan_crew
+from domain.context import Actor, acting_as, current_actor
 from projections.schedules import NextRunQuery
 
 log = logging.getLogger("kasal.scheduler")
@@ -35,18 +34,19 @@ class SystemClock:
     """The real ``Clock``."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
-class CrewPlanner:
-    """``ExecutionPlanner`` with the checks ``POST /executions`` makes (``plan_crew``).
+class ThreadedPlanner:
+    """The scheduler's ``ExecutionPlanner``: the same ``Planner`` that ``POST /executions`` uses.
 
-    ``plan_crew`` reads read models through the async pool, so the scheduler's
-    worker threads hand it to the event loop captured at start-up.
+    The planner reads read models through the async pool, which belongs to the
+    service's event loop, while the scheduler fires from worker threads; so
+    each plan is handed to the loop remembered by ``bind``.
     """
 
-    def __init__(self, core: Core) -> None:
-        self.core = core
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
         self.token: Any = None
 
     def bind(self) -> None:
@@ -54,31 +54,30 @@ class CrewPlanner:
         self.token = anyio.lowlevel.current_token()
 
     def plan(self, group_id: str, definition: Mapping[str, Any]) -> dict[str, Any]:
-        return anyio.from_thread.run(self.plan_async, group_id, dict(definition), token=self.token)
+        """What the schedule's definition runs, checked as a run is checked. The loop does not
+        share this thread's context, so the actor the scheduler set (``system:scheduler`` in the
+        schedule's group) is handed over with the request."""
+        request = PlanRequest(
+            crew_id=definition.get("crew_id"), agents_yaml=definition.get("agents_yaml"),
+            tasks_yaml=definition.get("tasks_yaml"), inputs=dict(definition.get("inputs") or {}),
+            model=definition.get("model"),
+        )
+        return anyio.from_thread.run(self._plan, current_actor(), request, token=self.token)
 
-    async def plan_async(self, group_id: str, definition: dict[str, Any]) -> dict[str, Any]:
-        with acting_as(Actor(group_id, SCHEDULER_ACTOR, "operator")):
-            return await plan_crew_request(self.core, definition)
-
-
-async def plan_crew_request(core: Core, definition: Mapping[str, Any]) -> dict[str, Any]:
-    """What a schedule's definition would run, checked as ``POST /executions`` checks a run."""
-    inputs = dict(definition.get("inputs") or {})
-    request = ExecutionCreate(
-        crew_id=definition.get("crew_id"), agents_yaml=definition.get("agents_yaml"),
-        tasks_yaml=definition.get("tasks_yaml"), inputs=inputs, model=definition.get("model"),
-    )
-    return await plan_crew(core, request, inputs)
+    async def _plan(self, actor: Actor, request: PlanRequest) -> dict[str, Any]:
+        with acting_as(actor):
+            return (await self.planner.plan(request)).fields()
 
 
 class SchedulerLoop:
     """Runs ``SchedulerService.tick`` whenever something may be due."""
 
     def __init__(
-        self, core: Core, service: SchedulerService, next_run: NextRunQuery, clock: Clock, *, max_sleep: float = 5.0,
+        self, service: SchedulerService, next_run: NextRunQuery, clock: Clock, planner: ThreadedPlanner, *,
+        max_sleep: float = 5.0,
     ) -> None:
-        self.core = core
         self.service = service
+        self.planner = planner
         self.next_run = next_run
         self.clock = clock
         self.max_sleep = max_sleep
@@ -87,7 +86,11 @@ class SchedulerLoop:
 
     async def tick(self, now: datetime | None = None) -> list[FireOutcome]:
         """Fire what is due at ``now`` (default: the clock's now)."""
-        return await self.core.run(self.service.tick, now)
+        return await anyio.to_thread.run_sync(self.service.tick, now)
+
+    def bind(self) -> None:
+        """Call from the service's event loop before the first tick (see ``ThreadedPlanner``)."""
+        self.planner.bind()
 
     def wake(self) -> None:
         """A schedule changed: look again now instead of at the planned time."""
@@ -100,10 +103,8 @@ class SchedulerLoop:
         if self._task is None:
             return
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         self._task = None
 
     async def _run(self) -> None:
@@ -115,10 +116,8 @@ class SchedulerLoop:
             except Exception:
                 log.exception("scheduler tick failed; trying again shortly")
                 delay = self.max_sleep
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
 
     async def _delay(self) -> float:
         earliest = await self.next_run.earliest()

@@ -1,11 +1,12 @@
-"""All configuration, read from the environment in one place (STYLE 7)."""
+"""All configuration, read from the environment in one place."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 # CrewAI and LiteLLM reach for the network (telemetry, version checks, cost
 # maps) unless told not to; with no network each attempt waits on a timeout.
@@ -69,8 +70,8 @@ class Settings:
             pool_size=int(env.get("KASAL_POOL_SIZE", "10")),
         )
 
-    def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
 
 
 def quiet_libraries() -> None:

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from domain.access_token import AccessToken
+from domain.base import topics_of
 from projections.base import Projection
 from projections.documents import Page
 
@@ -52,7 +53,7 @@ class AccessTokenProjection(Projection):
     """
 
     def topics(self) -> frozenset[str]:
-        return frozenset({AccessToken.Created.TOPIC, AccessToken.Revoked.TOPIC})  # type: ignore[attr-defined]
+        return topics_of(AccessToken)
 
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         if isinstance(event, AccessToken.Created):

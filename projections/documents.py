@@ -2,18 +2,24 @@
 
 Rows keep the document's fields as JSON plus the columns every list needs.
 The table is written only here; ``DocumentView`` owns the SQL that reads it.
+
+``doc`` is ``json``, not ``jsonb``: ``jsonb`` stores object keys sorted by
+length, and the order of a mapping is meaning here (a crew's tasks run in the
+order they are written). ``json`` keeps the text as written, is returned
+without conversion, and still answers ``->>``; a partial change is merged in
+Python (``{**doc, **changes}``), because ``||`` exists only for ``jsonb``.
 """
 
 from __future__ import annotations
 
-import msgspec
 from typing import Any, ClassVar
 from uuid import UUID
 
+import msgspec
 import psycopg
 from psycopg import Cursor
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from domain.base import Document, event_classes
@@ -25,6 +31,9 @@ def _dumps(value: Any) -> bytes:
 
 
 _ENCODER = msgspec.json.Encoder(enc_hook=str)
+# 2: ``doc`` became ``json`` (rows of version 1 lost their key order in ``jsonb``,
+# so a database still holding them is rebuilt from the log at start-up).
+SCHEMA_VERSION = 2
 _INSERT_COLUMNS = "(group_id, id, name, doc, version, created_at, updated_at, created_by, updated_by, position)"
 
 
@@ -38,7 +47,9 @@ class DocumentProjection(Projection):
         self.table = table
 
     @classmethod
-    def for_aggregate(cls, aggregate: type[Document], table: str, *, version: int = 1) -> DocumentProjection:
+    def for_aggregate(
+        cls, aggregate: type[Document], table: str, *, version: int = SCHEMA_VERSION
+    ) -> DocumentProjection:
         attrs = {
             "aggregate": aggregate,
             "name": table,
@@ -46,7 +57,8 @@ class DocumentProjection(Projection):
             "version": version,
             "ddl": document_table_ddl(table),
         }
-        return type(f"{aggregate.__name__}Projection", (cls,), attrs)()
+        projection: DocumentProjection = type(f"{aggregate.__name__}Projection", (cls,), attrs)()
+        return projection
 
     def topics(self) -> frozenset[str]:
         return frozenset(c.TOPIC for c in event_classes(self.aggregate).values() if "TOPIC" in c.__dict__)
@@ -71,25 +83,28 @@ class DocumentProjection(Projection):
             key = (event.group_id, event.originator_id)
             fold = folded.setdefault(key, _Fold())
             fold.add(event, position, self.aggregate)
-        inserts, replaces, patches, touches, deletes = [], [], [], [], []
+        inserts, replaces, touches, deletes = [], [], [], []
+        patched: list[tuple[str, Any, _Fold]] = []
         for (group_id, doc_id), fold in folded.items():
             if fold.deleted:
                 if not fold.created:
                     deletes.append((group_id, doc_id))
                 continue
-            tail = (fold.version, fold.updated_at, fold.updated_by, fold.position)
             if fold.created:
-                inserts.append((group_id, doc_id, fold.doc.get("name"), Jsonb(fold.doc, dumps=_dumps),
-                                fold.version, fold.created_at, fold.updated_at, fold.created_by,
-                                fold.updated_by, fold.position))
+                inserts.append((group_id, doc_id, fold.doc.get("name"), _json(fold.doc), fold.version,
+                                fold.created_at, fold.updated_at, fold.created_by, fold.updated_by, fold.position))
             elif fold.replaced:
-                replaces.append((Jsonb(fold.doc, dumps=_dumps), fold.doc.get("name"), *tail, group_id, doc_id))
+                replaces.append(_replacement(fold.doc, fold, group_id, doc_id))
             elif fold.patch:
-                has_name = "name" in fold.patch
-                patches.append((Jsonb(fold.patch, dumps=_dumps), has_name, fold.patch.get("name"), *tail,
-                                group_id, doc_id))
+                patched.append((group_id, doc_id, fold))
             else:
-                touches.append((*tail, group_id, doc_id))
+                touches.append((fold.version, fold.updated_at, fold.updated_by, fold.position, group_id, doc_id))
+        if patched:
+            current = self._docs(cur, [(group_id, doc_id) for group_id, doc_id, _ in patched])
+            for group_id, doc_id, fold in patched:
+                doc = current.get((group_id, doc_id))
+                if doc is not None:
+                    replaces.append(_replacement({**doc, **fold.patch}, fold, group_id, doc_id))
         table = self.table
         if inserts:
             self._insert(cur, inserts)
@@ -97,11 +112,6 @@ class DocumentProjection(Projection):
             cur.executemany(
                 f"UPDATE {table} SET doc = %s, name = %s, version = %s, updated_at = %s, updated_by = %s,"
                 " position = %s WHERE group_id = %s AND id = %s", replaces)
-        if patches:
-            cur.executemany(
-                f"UPDATE {table} SET doc = doc || %s, name = CASE WHEN %s THEN %s ELSE name END,"
-                " version = %s, updated_at = %s, updated_by = %s, position = %s"
-                " WHERE group_id = %s AND id = %s", patches)
         if touches:
             cur.executemany(
                 f"UPDATE {table} SET version = %s, updated_at = %s, updated_by = %s, position = %s"
@@ -109,6 +119,14 @@ class DocumentProjection(Projection):
         if deletes:
             cur.executemany(f"DELETE FROM {table} WHERE group_id = %s AND id = %s", deletes)
 
+    def _docs(self, cur: Cursor[Any], keys: list[tuple[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+        """The stored documents of ``keys``, read in one statement."""
+        cur.execute(
+            f"SELECT group_id, id, doc FROM {self.table} WHERE (group_id, id) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::uuid[]))",
+            ([group_id for group_id, _ in keys], [doc_id for _, doc_id in keys]),
+        )
+        return {(group_id, doc_id): doc for group_id, doc_id, doc in cur.fetchall()}
 
     def _insert(self, cur: Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
         """COPY new rows in; a row that exists already (never expected) falls back to skipping it."""
@@ -120,6 +138,16 @@ class DocumentProjection(Projection):
             cur.executemany(
                 f"INSERT INTO {self.table} {_INSERT_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (group_id, id) DO NOTHING", rows)
+
+
+def _json(value: dict[str, Any]) -> Json:
+    return Json(value, dumps=_dumps)
+
+
+def _replacement(doc: dict[str, Any], fold: _Fold, group_id: str, doc_id: Any) -> tuple[Any, ...]:
+    """Parameters of the statement that rewrites a whole row."""
+    return (_json(doc), doc.get("name"), fold.version, fold.updated_at, fold.updated_by, fold.position,
+            group_id, doc_id)
 
 
 class _Fold:
@@ -159,7 +187,7 @@ def document_table_ddl(table: str) -> str:
         group_id text NOT NULL,
         id uuid NOT NULL,
         name text,
-        doc jsonb NOT NULL,
+        doc json NOT NULL,
         version integer NOT NULL,
         created_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL,
@@ -226,7 +254,7 @@ class DocumentView:
         where = "group_id = %s"
         params: list[Any] = [group_id]
         if contains:
-            where += " AND doc @> %s"
+            where += " AND doc::jsonb @> %s"
             params.append(Jsonb(contains))
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             # The page walks the (group_id, created_at, id) index and stops at

@@ -12,9 +12,9 @@ still resolve.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -130,10 +130,8 @@ class Projector:
         with self._waiters_lock:
             ready = [future for wanted, future in self._waiters if wanted <= position]
         for future in ready:
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop has closed; its waiter is gone with it
                 future.get_loop().call_soon_threadsafe(_release, future)
-            except RuntimeError:  # that loop has closed; its waiter is gone with it
-                pass
 
     # -- the loop --------------------------------------------------------
 
@@ -171,10 +169,8 @@ class Projector:
 
     def _reset_connection(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:
-                pass
         self._conn = None
         self.leader = False
 

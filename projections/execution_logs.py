@@ -7,7 +7,7 @@ reconnect, and after a rebuild of this table from the log.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -39,9 +39,9 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 def from_unix(at: float) -> datetime:
     """A recorded unix time; one no timestamp can hold folds to the epoch rather than halt the projector."""
     try:
-        return datetime.fromtimestamp(at, timezone.utc)
+        return datetime.fromtimestamp(at, UTC)
     except (OverflowError, OSError, ValueError):
-        return datetime.fromtimestamp(0, timezone.utc)
+        return datetime.fromtimestamp(0, UTC)
 
 
 class ExecutionLogsProjection(Projection):
@@ -50,7 +50,7 @@ class ExecutionLogsProjection(Projection):
     ddl = DDL
 
     def topics(self) -> frozenset[str]:
-        return frozenset({Execution.ProgressRecorded.TOPIC})  # type: ignore[attr-defined]
+        return frozenset({Execution.ProgressRecorded.TOPIC})
 
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         if not event.logs:

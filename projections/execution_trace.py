@@ -19,9 +19,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.execution import TERMINAL, Execution, ExecutionStatus
 from domain.execution_progress import ROOT_SPAN
+from projections.base import Projection
 from projections.execution_logs import from_unix
 from projections.executions import execution_topics
-from projections.base import Projection
 
 TABLE = "rm_execution_spans"
 DDL = f"""

@@ -5,6 +5,11 @@ endpoints (timeline, config snapshot, inputs, task outputs, usage), and the
 runner's queue (PENDING rows ordered by the log position of their request).
 Only ``ExecutionsProjection`` writes it; the views below own the SQL that
 reads it. Large texts stay in the ``content`` table and are joined in on read.
+
+What the user wrote (``inputs``, and the ``config`` snapshot whose tasks run in
+the order written) is ``json``, which keeps object keys in order; ``jsonb``
+would sort them by length. Columns the projection appends to with ``||``
+(``timeline``, ``task_outputs``) stay ``jsonb``: their order is the list's.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from uuid import UUID
 
 from psycopg import Cursor
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from domain.base import event_classes
@@ -35,9 +40,9 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     model text NOT NULL,
     execution_type text NOT NULL,
     schedule_id text,
-    inputs jsonb NOT NULL,
+    inputs json NOT NULL,
     redacted_inputs jsonb NOT NULL,
-    config jsonb,
+    config json,
     config_ref jsonb,
     timeline jsonb NOT NULL,
     result_ref jsonb,
@@ -71,6 +76,9 @@ def execution_topics() -> frozenset[str]:
 
 class ExecutionsProjection(Projection):
     name = TABLE
+    # 2: ``inputs`` and ``config`` became ``json``; rows of version 1 lost their key
+    # order in ``jsonb``, so a database still holding them is rebuilt from the log.
+    version = 2
     tables = (TABLE,)
     ddl = DDL
 
@@ -121,8 +129,8 @@ class ExecutionsProjection(Projection):
             " ON CONFLICT (group_id, id) DO NOTHING",
             (
                 event.group_id, event.originator_id, event.run_name, event.status, event.crew_id,
-                event.crew_version, event.model, event.execution_type, event.schedule_id, Jsonb(event.inputs),
-                Jsonb(event.redacted), None if event.snapshot is None else Jsonb(event.snapshot),
+                event.crew_version, event.model, event.execution_type, event.schedule_id, Json(event.inputs),
+                Jsonb(event.redacted), None if event.snapshot is None else Json(event.snapshot),
                 None if event.snapshot_ref is None else Jsonb(event.snapshot_ref),
                 Jsonb([timeline_entry(event)]),
                 Jsonb(empty_usage()),

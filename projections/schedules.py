@@ -10,6 +10,7 @@ delay a fire by one tick, never cause a second one.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,8 +18,9 @@ from uuid import UUID
 from psycopg import Cursor
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from domain.schedule import Schedule
-from projections.documents import DocumentProjection, document_table_ddl
+from domain.redaction import redact
+from domain.schedule import SEALED_INPUTS, Schedule
+from projections.documents import SCHEMA_VERSION, DocumentProjection, document_table_ddl
 
 TABLE = "rm_schedules"
 
@@ -27,11 +29,23 @@ class SchedulesProjection(DocumentProjection):
     aggregate = Schedule
     name = TABLE
     tables = (TABLE,)
-    version = 1
+    version = SCHEMA_VERSION
     ddl = document_table_ddl(TABLE) + f"""
     ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS next_run_at timestamptz;
     CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (next_run_at) WHERE next_run_at IS NOT NULL;
     """
+
+    def prepare_event(self, event: Any) -> Any:
+        """Rows never hold the sealed inputs, nor a secret input of a schedule written before
+        secrets were sealed (a rebuild redacts those)."""
+        for attr in ("fields", "changes"):
+            data = getattr(event, attr, None)
+            if isinstance(data, dict) and (SEALED_INPUTS in data or isinstance(data.get("inputs"), dict)):
+                shown = {k: v for k, v in data.items() if k != SEALED_INPUTS}
+                if isinstance(shown.get("inputs"), dict):
+                    shown["inputs"] = redact(shown["inputs"])[0]
+                event = dataclasses.replace(event, **{attr: shown})
+        return event
 
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         super().apply(cur, event, position)

@@ -1,11 +1,13 @@
-"""Hand-written fakes of the application's ports (STYLE 11); shared by the test tiers."""
+"""Hand-written fakes of the application's ports; shared by the test tiers."""
 
 from __future__ import annotations
 
+import base64
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +16,7 @@ class FakeClock:
     """A ``Clock`` that stands still until a test moves it."""
 
     def __init__(self, now: datetime | None = None) -> None:
-        self._now = (now or datetime(2025, 1, 1, tzinfo=timezone.utc)).astimezone(timezone.utc)
+        self._now = (now or datetime(2025, 1, 1, tzinfo=UTC)).astimezone(UTC)
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -26,7 +28,7 @@ class FakeClock:
         if now.tzinfo is None:
             raise ValueError("FakeClock needs an aware datetime")
         with self._lock:
-            self._now = now.astimezone(timezone.utc)
+            self._now = now.astimezone(UTC)
             return self._now
 
     def advance(self, **delta: float) -> datetime:
@@ -77,7 +79,7 @@ class FakeModelClient:
 
 
 class ScriptedCompletion:
-    """Stands in for ``offline_model.complete`` and answers each call with the next scripted text
+    """Stands in for ``llm_gateway.complete`` and answers each call with the next scripted text
     through the real function (LiteLLM's mock-response path), so a real provider's model name is
     routed, and its credentials are checked and passed, exactly as in production."""
 
@@ -89,12 +91,37 @@ class ScriptedCompletion:
         self, model: str, messages: Sequence[Mapping[str, Any]], credentials: Mapping[str, str], *,
         mock_response: str | None = None, **params: Any,
     ) -> Any:
-        from interface.crew_runtime.offline_model import complete
+        from interface.llm_gateway import complete
 
         self.calls.append(ModelCall(model, [dict(m) for m in messages], dict(credentials), mock_response))
         if not self.replies:
             raise AssertionError("the model was called more often than the test scripted")
         return complete(model, messages, credentials, mock_response=self.replies.pop(0), **params)
+
+
+class FakeSecretBox:
+    """A ``SecretBox`` whose tokens hide the plaintext (reversed, base64) and check the associated
+    data, so a test can tell a sealed value from a leaked one without real cryptography. Like the
+    real box, sealing the same text twice gives different tokens (a random nonce)."""
+
+    PREFIX = "fake:"
+    NONCE_BYTES = 8
+
+    def encrypt(self, plaintext: str, *, associated_data: bytes = b"") -> str:
+        sealed = os.urandom(self.NONCE_BYTES) + associated_data + b"\x00" + plaintext.encode()[::-1]
+        return self.PREFIX + base64.urlsafe_b64encode(sealed).decode()
+
+    def decrypt(self, token: str, *, associated_data: bytes = b"") -> str:
+        if not token.startswith(self.PREFIX):
+            raise ValueError("not a fake token")
+        opened = base64.urlsafe_b64decode(token[len(self.PREFIX):])[self.NONCE_BYTES:]
+        bound, _, body = opened.rpartition(b"\x00")
+        if bound != associated_data:
+            raise ValueError("sealed for somewhere else")
+        return body[::-1].decode()
+
+    def hint(self, plaintext: str) -> str:
+        return ""
 
 
 class NoReferences:

@@ -75,7 +75,7 @@ class Checker:
 
     def options(
         self,
-        entry: Mapping,
+        entry: Mapping[str, object],
         path: str,
         spec: tuple[tuple[str, ...], dict[str, Check], frozenset[str], str],
     ) -> None:
@@ -109,7 +109,7 @@ class Checker:
             else:
                 self.error(item(path, index), f"must be a {what} name, got {describe(name)}")
 
-    def tools(self, entry: Mapping, path: str) -> None:
+    def tools(self, entry: Mapping[str, object], path: str) -> None:
         """Each tool must exist (when a catalogue is given) and not be disabled."""
         known = self.policy.known_tools
         listed: set[str] = set()

@@ -6,6 +6,8 @@ without a translation step.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -27,8 +29,8 @@ class ParsedCrew(msgspec.Struct):
     Order matters: CrewAI runs tasks sequentially in definition order.
     """
 
-    agents: dict[str, dict]
-    tasks: dict[str, dict]
+    agents: dict[str, dict[str, Any]]
+    tasks: dict[str, dict[str, Any]]
 
 
 class CrewReport(msgspec.Struct):

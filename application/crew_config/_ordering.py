@@ -8,6 +8,8 @@ task of the same parallel run.  All three are errors here for that reason.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from ._checker import Checker, Names
 from ._graph import find_cycles
 from ._util import child, item
@@ -16,7 +18,7 @@ TASKS = "tasks_yaml"
 MAX_CYCLE_SHOWN = 12
 
 
-def check_context(tasks: dict[str, dict], checker: Checker) -> None:
+def check_context(tasks: dict[str, dict[str, object]], checker: Checker) -> None:
     """Context entries name existing, earlier tasks, without cycles.
 
     A "runs later" error is not repeated for edges already reported as part
@@ -28,7 +30,7 @@ def check_context(tasks: dict[str, dict], checker: Checker) -> None:
     in_cycle: set[tuple[str, str]] = set()
     graph = {key: list(targets) for key, targets in edges.items()}
     for cycle in find_cycles(graph):
-        in_cycle.update(zip(cycle, cycle[1:]))
+        in_cycle.update(pairwise(cycle))
         checker.error(edges[cycle[-2]][cycle[-1]], _cycle_message(cycle))
     for key, targets in edges.items():
         for target, path in targets.items():
@@ -36,7 +38,7 @@ def check_context(tasks: dict[str, dict], checker: Checker) -> None:
                 checker.error(path, f"refers to {target}, which runs after {key}; context may only name earlier tasks")
 
 
-def _context_edges(key: str, entry: dict, known: Names, checker: Checker) -> dict[str, str]:
+def _context_edges(key: str, entry: dict[str, object], known: Names, checker: Checker) -> dict[str, str]:
     """``{target: path}`` for each resolvable context entry of one task."""
     path = child(child(TASKS, key), "context")
     edges: dict[str, str] = {}
@@ -62,7 +64,7 @@ def _cycle_message(cycle: list[str]) -> str:
     return f"context cycle: {' -> '.join(shown)}"
 
 
-def check_async(tasks: dict[str, dict], checker: Checker) -> None:
+def check_async(tasks: dict[str, dict[str, object]], checker: Checker) -> None:
     """CrewAI's two async rules: one trailing async task, no async-on-async context.
 
     Consecutive async tasks run in parallel, so one cannot consume another's
@@ -73,7 +75,9 @@ def check_async(tasks: dict[str, dict], checker: Checker) -> None:
     trailing = _trailing_true(is_async)
     if trailing > 1:
         names = ", ".join(keys[-trailing:][:MAX_CYCLE_SHOWN])
-        checker.error(TASKS, f"the crew must end with at most one asynchronous task; {names} all run asynchronously at the end")
+        checker.error(
+            TASKS, f"the crew must end with at most one asynchronous task; {names} all run asynchronously at the end"
+        )
     order = {key: index for index, key in enumerate(keys)}
     run_start = 0
     for index, key in enumerate(keys):
@@ -93,7 +97,7 @@ def _trailing_true(flags: list[bool]) -> int:
 
 
 def _check_parallel_context(
-    key: str, entry: dict, parallel: range, order: dict[str, int], checker: Checker
+    key: str, entry: dict[str, object], parallel: range, order: dict[str, int], checker: Checker
 ) -> None:
     """Report context naming an async task of the same parallel run as ``key``."""
     context = entry.get("context")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import TypeAlias
 
 import yaml
 
@@ -67,10 +68,10 @@ def load_mapping(value: object, *, field: str) -> tuple[dict[str, object] | None
 
 def split_entries(
     mapping: dict[str, object], *, field: str
-) -> tuple[dict[str, dict], list[Finding]]:
+) -> tuple[dict[str, dict[str, object]], list[Finding]]:
     """Keep the entries that are mappings; report every other one."""
     noun = noun_for(field)
-    entries: dict[str, dict] = {}
+    entries: dict[str, dict[str, object]] = {}
     findings: list[Finding] = []
     for key, entry in mapping.items():
         if isinstance(entry, Mapping):
@@ -82,8 +83,8 @@ def split_entries(
 
 
 def parse_config_map(
-    value: str | dict | None, *, field: str
-) -> tuple[dict[str, dict] | None, list[Finding]]:
+    value: str | Mapping[str, object] | None, *, field: str
+) -> tuple[dict[str, dict[str, object]] | None, list[Finding]]:
     """Decode one of ``agents_yaml``/``tasks_yaml`` into ``{key: definition}``.
 
     Returns ``None`` when the field is unusable as a whole (missing, syntax
@@ -169,7 +170,7 @@ def _decode_yaml(text: str, field: str) -> Decoded:
         return None, [Finding(field, _reader_message(text, exc))]
     except RecursionError:
         return None, [Finding(field, "invalid YAML: nested too deeply")]
-    except Exception as exc:  # noqa: BLE001 - see docstring: never raise on input
+    except Exception as exc:  # see docstring: never raise on input
         return None, [Finding(field, f"invalid YAML: {exc}")]
     finally:
         if loader is not None:
@@ -226,7 +227,7 @@ def _expands_beyond(root: yaml.Node, limit: int) -> bool:
 
 # Where a value sits, as a linked list (parent, step, is_index), so that the
 # walk stays O(1) per value; paths are rendered only for the few findings.
-_Trail = tuple | None
+_Trail: TypeAlias = tuple["_Trail", str | int, bool] | None
 
 
 def _check_structure(data: object, field: str) -> tuple[bool, list[Finding]]:
@@ -261,7 +262,7 @@ def _check_structure(data: object, field: str) -> tuple[bool, list[Finding]]:
 
 
 def _mapping_children(
-    value: Mapping, field: str, trail: _Trail, depth: int, findings: list[Finding]
+    value: Mapping[object, object], field: str, trail: _Trail, depth: int, findings: list[Finding]
 ) -> list[tuple[object, _Trail, int]]:
     """Keys and values of a mapping to visit (in reverse, so findings stay in order)."""
     children: list[tuple[object, _Trail, int]] = []
@@ -288,7 +289,7 @@ def _render(field: str, trail: _Trail) -> str:
 
 
 def _string_keyed(
-    data: Mapping, field: str, findings: list[Finding]
+    data: Mapping[object, object], field: str, findings: list[Finding]
 ) -> tuple[dict[str, object] | None, list[Finding]]:
     """Top-level entries under usable keys; non-string keys were already reported."""
     noun = noun_for(field)

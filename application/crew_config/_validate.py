@@ -102,7 +102,7 @@ def _load(value: object, field: str, plural: str, checker: Checker) -> dict[str,
     return mapping
 
 
-def _check_agents(agents_map: dict[str, object] | None, checker: Checker) -> dict[str, dict] | None:
+def _check_agents(agents_map: dict[str, object] | None, checker: Checker) -> dict[str, dict[str, object]] | None:
     if agents_map is None:
         return None
     agents, findings = split_entries(agents_map, field=AGENTS)
@@ -112,7 +112,7 @@ def _check_agents(agents_map: dict[str, object] | None, checker: Checker) -> dic
     return agents
 
 
-def _check_agent(key: str, entry: dict, checker: Checker) -> None:
+def _check_agent(key: str, entry: dict[str, object], checker: Checker) -> None:
     path = child(AGENTS, key)
     checker.options(entry, path, AGENT_SPEC)
     checker.tools(entry, path)
@@ -124,7 +124,7 @@ def _check_agent(key: str, entry: dict, checker: Checker) -> None:
 
 def _check_tasks(
     tasks_map: dict[str, object] | None, agent_keys: Names | None, checker: Checker
-) -> dict[str, dict] | None:
+) -> dict[str, dict[str, object]] | None:
     """Per-task rules; the result carries each task's resolved (defaulted) agent."""
     if tasks_map is None:
         return None
@@ -133,7 +133,7 @@ def _check_tasks(
     return {key: _check_task(key, entry, agent_keys, checker) for key, entry in tasks.items()}
 
 
-def _check_task(key: str, entry: dict, agent_keys: Names | None, checker: Checker) -> dict:
+def _check_task(key: str, entry: dict[str, object], agent_keys: Names | None, checker: Checker) -> dict[str, object]:
     path = child(TASKS, key)
     checker.options(entry, path, TASK_SPEC)
     checker.tools(entry, path)
@@ -142,7 +142,7 @@ def _check_task(key: str, entry: dict, agent_keys: Names | None, checker: Checke
     return _assign_agent(entry, child(path, "agent"), agent_keys, checker)
 
 
-def _assign_agent(entry: dict, path: str, agent_keys: Names, checker: Checker) -> dict:
+def _assign_agent(entry: dict[str, object], path: str, agent_keys: Names, checker: Checker) -> dict[str, object]:
     """Resolve ``task.agent``: it must name an agent, or be implied by a lone agent.
 
     A hierarchical crew's manager assigns agents itself, so there a missing
@@ -163,7 +163,7 @@ def _assign_agent(entry: dict, path: str, agent_keys: Names, checker: Checker) -
     return entry
 
 
-def _check_unused_agents(agent_keys: Names, tasks: dict[str, dict], checker: Checker) -> None:
+def _check_unused_agents(agent_keys: Names, tasks: dict[str, dict[str, object]], checker: Checker) -> None:
     """In a sequential crew an agent no task names never does anything."""
     used = {agent for entry in tasks.values() if isinstance(agent := entry.get("agent"), str)}
     for key in agent_keys.ordered:
@@ -175,8 +175,8 @@ def _report(
     checker: Checker,
     agents_map: dict[str, object] | None,
     tasks_map: dict[str, object] | None,
-    agents: dict[str, dict] | None,
-    tasks: dict[str, dict] | None,
+    agents: dict[str, dict[str, object]] | None,
+    tasks: dict[str, dict[str, object]] | None,
 ) -> CrewReport:
     parsed = None if agents is None or tasks is None else ParsedCrew(agents=agents, tasks=tasks)
     return CrewReport(
@@ -190,7 +190,7 @@ def _report(
     )
 
 
-def _placeholders(agents: dict[str, dict] | None, tasks: dict[str, dict] | None) -> list[str]:
+def _placeholders(agents: dict[str, dict[str, object]] | None, tasks: dict[str, dict[str, object]] | None) -> list[str]:
     """Names CrewAI interpolates: agent role/goal/backstory; task description/expected_output/output_file."""
     found: set[str] = set()
     for entries, fields in ((agents, AGENT_TEXT_FIELDS), (tasks, TASK_TEXT_FIELDS)):

@@ -1,4 +1,4 @@
-"""Runs one crew inside a child process and reports progress over a pipe.
+"""Runs one crew inside a child process and reports what it observes over a pipe.
 
 This module imports crewai at import time on purpose: it is preloaded by the
 forkserver, so every child starts with crewai and litellm already in memory.
@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
-from interface.crew_runtime.runtime import apply_quiet_environment
+from interface.settings import quiet_libraries
 
-apply_quiet_environment()  # before crewai/litellm: importing them otherwise starts network threads
+quiet_libraries()  # before crewai/litellm: importing them otherwise starts network threads
 
 import litellm  # noqa: E402
 from crewai import Agent, Crew, Process, Task  # noqa: E402
@@ -31,8 +31,10 @@ from crewai.tools import BaseTool  # noqa: E402
 from litellm._internal_context import is_internal_call  # noqa: E402
 from pydantic import PrivateAttr  # noqa: E402
 
-from interface.crew_runtime import messages as m  # noqa: E402
-from interface.crew_runtime.offline_model import (  # noqa: E402
+from domain import execution_progress as ep  # noqa: E402
+from interface.crew_runtime.messages import CrewJob, decode_job, encode  # noqa: E402
+from interface.crew_runtime.tools import UnknownTool, builtin_tool_factory  # noqa: E402
+from interface.llm_gateway import (  # noqa: E402
     BACKING_MODEL,
     MissingCredential,
     complete,
@@ -40,7 +42,6 @@ from interface.crew_runtime.offline_model import (  # noqa: E402
     prompt_text,
     require_credential,
 )
-from interface.crew_runtime.tools import UnknownTool, builtin_tool_factory  # noqa: E402
 
 ToolFactory = Callable[[str], BaseTool]
 AGENT_OPTIONS = ("allow_delegation", "verbose", "max_iter", "max_rpm", "max_execution_time",
@@ -53,23 +54,23 @@ class JobError(ValueError):
 
 
 class Sender:
-    """Thread-safe writer of messages; crewai emits from several threads."""
+    """Thread-safe writer of observations; crewai emits from several threads."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
 
-    def send(self, message: m.Message) -> None:
-        data = m.encode(message)
+    def send(self, observation: ep.Observation) -> None:
+        data = encode(observation)
         with self._lock:
             self._conn.send_bytes(data)
 
     def log(self, level: str, source: str, message: str) -> None:
-        self.send(m.LogLine(level=level, source=source, message=message))
+        self.send(ep.LogLine(level=level, source=source, message=message, at=time.time()))
 
 
 class ServiceLLM(BaseLLM):
-    """crewai LLM whose every call goes through ``offline_model.complete``.
+    """crewai LLM whose every call goes through ``llm_gateway.complete``.
 
     crewai's own ``LLM`` routes some providers to native SDKs and reads keys
     from the environment; this class keeps one LiteLLM path for offline and
@@ -124,16 +125,16 @@ class ServiceLLM(BaseLLM):
             self._track_token_usage_internal(usage)
             self._emit_call_completed_event(text, LLMCallType.LLM_CALL, from_task, from_agent, messages, usage)
         if self._sender is not None:
-            self._sender.send(m.LlmCall(
+            self._sender.send(ep.LlmCall(
                 model=self.model, prompt=prompt_text(messages), response=text,
                 prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                 latency_ms=result.latency_ms, cost=result.cost,
-                agent=getattr(from_agent, "role", None), task=task_key(from_task),
+                agent=getattr(from_agent, "role", None), task=task_key(from_task), at=time.time(),
             ))
         return text
 
 
-def check_credentials(job: m.CrewJob) -> None:
+def check_credentials(job: CrewJob) -> None:
     """Fail fast, before crewai starts, if any model lacks its API key."""
     models = {spec.get("llm") or job.model for spec in job.agents.values()}
     models |= {job.model} if job.planning else set()
@@ -148,7 +149,7 @@ def _field(spec: Mapping[str, Any], name: str, kind: str, key: str) -> Any:
     return spec[name]
 
 
-def build_crew(job: m.CrewJob, sender: Sender | None, tool_factory: ToolFactory) -> Crew:
+def build_crew(job: CrewJob, sender: Sender | None, tool_factory: ToolFactory) -> Crew:
     """Translate the job into crewai objects; inputs are interpolated by kickoff."""
     def llm(model: str) -> ServiceLLM:
         return ServiceLLM.create(model, job.credentials, sender)
@@ -214,37 +215,37 @@ def task_key(task: Any) -> str | None:
     return "(crewai) " + " ".join(words[:6])
 
 
-def translate(event: Any) -> m.Message | None:
-    """Map one crewai event to a wire message (None for events we do not forward)."""
+def translate(event: Any) -> ep.Observation | None:
+    """Map one crewai event to an observation (None for events we do not forward)."""
     at = _at(event)
     if isinstance(event, ce.CrewKickoffStartedEvent):
-        return m.CrewStarted(name=event.crew_name or "crew", at=at)
+        return ep.CrewStarted(name=event.crew_name or "crew", at=at)
     if isinstance(event, ae.AgentExecutionStartedEvent):
-        return m.AgentStarted(agent=_role(event.agent), at=at)
+        return ep.AgentStarted(agent=_role(event.agent), at=at)
     if isinstance(event, ae.AgentExecutionCompletedEvent):
-        return m.AgentCompleted(agent=_role(event.agent), output=event.output, at=at)
+        return ep.AgentCompleted(agent=_role(event.agent), output=event.output, at=at)
     if isinstance(event, ae.AgentExecutionErrorEvent):
-        return m.LogLine(level="error", source=_role(event.agent), message=event.error, at=at)
+        return ep.LogLine(level="error", source=_role(event.agent), message=event.error, at=at)
     task = getattr(event, "task", None)
     task_name = task_key(task) or str(getattr(event, "task_name", None) or "")
     task_agent = _role(getattr(task, "agent", None))
     if isinstance(event, te.TaskStartedEvent):
-        return m.TaskStarted(task=task_name, agent=task_agent, at=at)
+        return ep.TaskStarted(task=task_name, agent=task_agent, at=at)
     if isinstance(event, te.TaskCompletedEvent):
-        return m.TaskCompleted(task=task_name, agent=task_agent, output=event.output.raw, at=at)
+        return ep.TaskCompleted(task=task_name, agent=task_agent, output=event.output.raw, at=at)
     if isinstance(event, te.TaskFailedEvent):
-        return m.TaskFailed(task=task_name, agent=task_agent, error=event.error, at=at)
+        return ep.TaskFailed(task=task_name, agent=task_agent, error=event.error, at=at)
     if isinstance(event, (tue.ToolUsageFinishedEvent, tue.ToolUsageErrorEvent)):
         args = event.tool_args if isinstance(event.tool_args, str) else json.dumps(event.tool_args, default=str)
         finished = isinstance(event, tue.ToolUsageFinishedEvent)
-        return m.ToolUsed(
+        return ep.ToolUsed(
             tool=event.tool_name, input=args,
             output=str(event.output) if finished else None,
             error=None if finished else str(event.error),
             agent=_role(event.agent) or event.agent_role, task=task_key(event.from_task) or event.task_name, at=at,
         )
     if isinstance(event, (tue.ToolSelectionErrorEvent, tue.ToolValidateInputErrorEvent)):
-        return m.LogLine(level="warning", source=event.agent_role or "tool", message=str(event.error), at=at)
+        return ep.LogLine(level="warning", source=event.agent_role or "tool", message=str(event.error), at=at)
     return None
 
 
@@ -263,7 +264,8 @@ class EventForwarder:
         try:
             message = translate(event)
         except Exception as exc:
-            message = m.LogLine(level="warning", source="runtime", message=f"cannot forward {event.type}: {exc!r}")
+            message = ep.LogLine(level="warning", source="runtime", message=f"cannot forward {event.type}: {exc!r}",
+                             at=time.time())
         if message is not None:
             self._sender.send(message)
 
@@ -278,7 +280,7 @@ def main(conn: Connection, payload: bytes, tool_factory: ToolFactory | None = No
     """Child entry point: run the job, then send exactly one terminal message."""
     sender = Sender(conn)
     try:
-        job = m.decode_job(payload)
+        job = decode_job(payload)
         sender.log("info", "runtime", f"child started for execution {job.execution_id}")
         check_credentials(job)
         crew = build_crew(job, sender, tool_factory or builtin_tool_factory)
@@ -287,9 +289,9 @@ def main(conn: Connection, payload: bytes, tool_factory: ToolFactory | None = No
         started = time.perf_counter()
         output = crew.kickoff(inputs=dict(job.inputs))
         sender.log("info", "runtime", f"crew finished in {time.perf_counter() - started:.2f} s")
-        sender.send(m.CrewCompleted(result=output.raw))
+        sender.send(ep.CrewCompleted(result=output.raw, at=time.time()))
     except Exception as exc:
-        sender.send(m.CrewFailed(error=_describe(exc)))
+        sender.send(ep.CrewFailed(error=_describe(exc), at=time.time()))
     finally:
         conn.close()
 

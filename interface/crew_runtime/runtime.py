@@ -1,4 +1,4 @@
-"""Parent side: start crews in child processes and stream their messages.
+"""Parent side: start crews in child processes and stream what they observe.
 
 Crews run in separate processes so a misbehaving crew (hung tool, runaway
 model loop, crash) can be cancelled or killed without harming the service.
@@ -10,38 +10,25 @@ This module must stay light: it never imports crewai.
 from __future__ import annotations
 
 import multiprocessing
-import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 import anyio
 
-from interface.crew_runtime import messages as m
+from domain.execution_progress import OUTCOMES, CrewFailed, Observation
+from interface.crew_runtime.messages import CrewJob, decode_observation, encode
+from interface.settings import quiet_libraries
 
 PRELOAD_MODULES = ["interface.crew_runtime.child"]
 CANCEL_GRACE_S = 1.5
 EXIT_AFTER_RESULT_S = 2.0
-
-
-def quiet_environment() -> dict[str, str]:
-    """Settings that stop crewai/litellm from phoning home (each costs seconds offline)."""
-    return {
-        "CREWAI_DISABLE_TELEMETRY": "true",
-        "OTEL_SDK_DISABLED": "true",
-        "CREWAI_TRACING_ENABLED": "false",
-        "CREWAI_DISABLE_VERSION_CHECK": "true",
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    }
-
-
-def apply_quiet_environment() -> None:
-    """Apply :func:`quiet_environment` without overriding explicit settings."""
-    for key, value in quiet_environment().items():
-        os.environ.setdefault(key, value)
+READ_SLICE_S = 0.5
 
 
 def _child_entry(conn: Connection, payload: bytes, tool_factory: Callable[[str], Any] | None) -> None:
@@ -61,18 +48,26 @@ def _probe(modules: list[str]) -> None:
     sys.exit(0 if all(name in sys.modules for name in modules) else 3)
 
 
-READ_SLICE_S = 0.5
+def exit_description(code: int) -> str:
+    """How a child process ended, in words a run's error can carry."""
+    if code < 0:
+        try:
+            return f"was killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 class CrewProcess:
-    """One running crew: its message stream and its lifecycle controls."""
+    """One running crew: its observation stream and its lifecycle controls."""
 
-    def __init__(self, process: BaseProcess, conn: Connection, job: m.CrewJob) -> None:
+    def __init__(self, process: BaseProcess, conn: Connection, job: CrewJob) -> None:
         self._process = process
         self._conn = conn
         self._job = job
         self._started = time.monotonic()
         self._cancelled = False
+        self._closed = False
         self._reader: anyio.CapacityLimiter | None = None
 
     @property
@@ -86,6 +81,11 @@ class CrewProcess:
     @property
     def execution_id(self) -> str:
         return self._job.execution_id
+
+    @property
+    def closed(self) -> bool:
+        """Whether its stream has ended (and the child was stopped if it still ran)."""
+        return self._closed
 
     def is_alive(self) -> bool:
         return self._process.is_alive()
@@ -107,37 +107,56 @@ class CrewProcess:
     def _deadline(self) -> float | None:
         return None if self._job.timeout_s is None else self._started + self._job.timeout_s
 
-    async def _read(self, deadline: float | None) -> bytes | None:
-        """Next raw message; None when the deadline passed; EOFError when the child is gone.
+    def _receive(self, timeout: float) -> bytes | None:
+        """Blocking: the next message; None when none came within ``timeout``; EOFError once the
+        child is gone and everything it sent has been read.
 
-        The wait happens in a reader thread (``poll`` wakes the moment data
-        arrives). Registering pipe descriptors with the event loop instead lost
-        wake-ups when many short-lived children reused descriptor numbers.
+        Waits on the process as well as the pipe. EOF alone is not enough to
+        notice a dead child: its pipe's write end can outlive it in another
+        process (a grandchild it forked, say), and then EOF never comes. A
+        child writes before it exits, so once its sentinel fires whatever it
+        sent is already in the pipe and is read first.
+        """
+        if not wait([self._conn, self._process.sentinel], timeout):
+            return None
+        if self._conn.poll():
+            return self._conn.recv_bytes()
+        raise EOFError("the crew process has exited")
+
+    async def _read(self, deadline: float | None) -> bytes | None:
+        """Next raw message; None when a read slice or the deadline passed; EOFError when the child is gone.
+
+        The wait happens in a reader thread, which wakes the moment data
+        arrives or the child exits. Registering pipe descriptors with the event
+        loop instead lost wake-ups when many short-lived children reused
+        descriptor numbers.
         """
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return None
-        wait = READ_SLICE_S if remaining is None else min(READ_SLICE_S, remaining)
+        timeout = READ_SLICE_S if remaining is None else min(READ_SLICE_S, remaining)
         if self._reader is None:
             # A thread of its own, so many running crews never starve the
             # event-store commands that share anyio's default thread pool.
             self._reader = anyio.CapacityLimiter(1)
-        if not self._conn.poll() and not await anyio.to_thread.run_sync(self._conn.poll, wait, limiter=self._reader):
-            return None
-        return await anyio.to_thread.run_sync(self._conn.recv_bytes, limiter=self._reader)
+        return await anyio.to_thread.run_sync(self._receive, timeout, limiter=self._reader)
 
-    async def _end_without_result(self) -> m.CrewFailed:
+    async def _end_without_result(self) -> CrewFailed:
         await anyio.to_thread.run_sync(self._process.join, CANCEL_GRACE_S)
         if self._cancelled:
-            return m.CrewFailed(error="execution cancelled")
-        return m.CrewFailed(error=f"crew process exited with code {self._process.exitcode}")
+            return CrewFailed(error="execution cancelled", at=time.time())
+        code = self._process.exitcode
+        if code is None:  # still running, so the finally of ``messages`` stops it
+            return CrewFailed(error="crew process closed its pipe without reporting a result", at=time.time())
+        return CrewFailed(error=f"crew process {exit_description(code)} before reporting a result", at=time.time())
 
-    async def messages(self) -> AsyncIterator[m.Message]:
-        """Yield the child's messages; always ends with exactly one terminal message.
+    async def messages(self) -> AsyncIterator[Observation]:
+        """Yield the child's observations; always ends with exactly one ``Outcome``.
 
-        A child that dies silently yields a synthesized ``CrewFailed``; so does a
-        job that exceeds ``timeout_s`` (the child is cancelled first).  Closing
-        the stream early (wrap it in ``contextlib.aclosing`` to make that prompt)
+        A child that ends without one (crash, ``os._exit``, a signal) yields a
+        synthesized ``CrewFailed`` naming its exit code; so does a job that
+        exceeds ``timeout_s`` (the child is cancelled first). Closing the
+        stream early (wrap it in ``contextlib.aclosing`` to make that prompt)
         cancels the child so no crew keeps running unobserved.
         """
         deadline = self._deadline()
@@ -151,20 +170,20 @@ class CrewProcess:
                 if data is None:
                     if deadline is not None and time.monotonic() >= deadline:
                         await self.acancel()
-                        yield m.CrewFailed(error=f"execution timed out after {self._job.timeout_s:g} s")
+                        yield CrewFailed(error=f"execution timed out after {self._job.timeout_s:g} s", at=time.time())
                         return
                     continue
-                message = m.decode_message(data)
-                if isinstance(message, m.TERMINAL):
-                    yield message
+                observation = decode_observation(data)
+                yield observation
+                if isinstance(observation, OUTCOMES):
                     await anyio.to_thread.run_sync(self._process.join, EXIT_AFTER_RESULT_S)
                     return
-                yield message
         finally:
             if self._process.exitcode is None:
                 with anyio.CancelScope(shield=True):
                     await self.acancel()
             self._conn.close()
+            self._closed = True
 
 
 class CrewRuntime:
@@ -183,12 +202,13 @@ class CrewRuntime:
         self._preload = list(PRELOAD_MODULES if preload is None else preload)
         self._context: Any = None
         self._running: list[CrewProcess] = []
+        self._lock = threading.Lock()  # runs start from several threads
 
     def start(self) -> None:
         """Prepare the forkserver context (cheap; the server starts on first use)."""
         if self._context is not None:
             return
-        apply_quiet_environment()
+        quiet_libraries()  # the forkserver inherits the environment and imports crewai/litellm
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(self._preload)
         self._context = context
@@ -202,15 +222,19 @@ class CrewRuntime:
         process = self._context.Process(target=_probe, args=(self._preload,), daemon=True)
         process.start()
         process.join()
-        return process.exitcode == 0
+        return bool(process.exitcode == 0)
 
-    def run(self, job: m.CrewJob) -> CrewProcess:
-        """Start a child for ``job``; read its progress via ``CrewProcess.messages()``."""
+    def run(self, job: CrewJob) -> CrewProcess:
+        """Start a child for ``job``; read its progress via ``CrewProcess.messages()``.
+
+        Blocks until the forkserver has forked the child, which on the first
+        run means until it has imported crewai: call it off the event loop.
+        """
         self.start()
         reader, writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_child_entry,
-            args=(writer, m.encode(job), self._tool_factory),
+            args=(writer, encode(job), self._tool_factory),
             name=f"crew-{job.execution_id}",
             daemon=True,
         )
@@ -219,15 +243,17 @@ class CrewRuntime:
         finally:
             writer.close()
         handle = CrewProcess(process, reader, job)
-        self._running = [p for p in self._running if p.exitcode is None] + [handle]
+        with self._lock:
+            self._running = [p for p in self._running if not p.closed] + [handle]
         return handle
 
     def close(self) -> None:
         """Cancel every child this runtime started that is still running."""
-        for handle in self._running:
-            if handle.exitcode is None:
+        with self._lock:
+            running, self._running = self._running, []
+        for handle in running:
+            if not handle.closed:
                 handle.cancel()
-        self._running = []
 
     def __enter__(self) -> CrewRuntime:
         self.start()

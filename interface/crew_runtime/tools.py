@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ast
 import operator
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from crewai.tools import BaseTool
 from pydantic import BaseModel, Field
@@ -83,7 +84,7 @@ class CurrentDatetimeTool(BaseTool):
     args_schema: type[BaseModel] = NoInput
 
     def _run(self, **_: Any) -> str:
-        return datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 BUILTIN_TOOLS: dict[str, type[BaseTool]] = {

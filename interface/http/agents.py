@@ -7,15 +7,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import Parameter
 
-from application.agents import AgentService
-from domain.agent import Agent
-from interface.core import Core, Feature
 from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
 from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
-from projections.documents import DocumentProjection, DocumentView
-from projections.references import ReferenceQueries
+from interface.wiring import Kasal
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -85,62 +80,44 @@ class AgentRead(Resource, kw_only=True):
 AgentPage = page_type(AgentRead, "AgentPage")
 
 
-class AgentsFeature(Feature):
-    name = "agents"
-
-    def __init__(self, core: Core) -> None:
-        super().__init__(core)
-        self.service = AgentService(core.store, ReferenceQueries(core.database_url))
-        self.view = DocumentView(core.pool, "rm_agents")
-
-    def projections(self) -> list[Any]:
-        return [DocumentProjection.for_aggregate(Agent, "rm_agents")]
-
-    def route_handlers(self) -> list[Any]:
-        return [AgentController]
-
-
 class AgentController(Controller):
     path = "/api/v1/agents"
     tags = ["agents"]
 
     @post("/", summary="Create an agent")
-    async def create(self, request: Request[Any, Any, Any], core: Core, data: AgentCreate) -> Response[AgentRead]:
+    async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: AgentCreate) -> Response[AgentRead]:
         """Create an agent. Fields left out take Kasal's defaults."""
-        agents = core.get(AgentsFeature)
-        written = await core.run(agents.service.create, sent_fields(data))
-        headers = await settle(core, written)
-        agent = found(await agents.view.get(group_id(), written.id), "agent", written.id)
+        written = await kasal.run(kasal.services.agents.create, sent_fields(data))
+        headers = await settle(kasal, written)
+        agent = found(await kasal.views.agents.get(group_id(), written.id), "agent", written.id)
         headers["Location"] = location(request, written.id)
         return Response(to_struct(agent, AgentRead), status_code=201, headers=headers)
 
     @get("/", summary="List agents")
-    async def list_agents(self, core: Core, limit: Limit = 20, offset: Offset = 0) -> AgentPage:  # type: ignore[valid-type]
+    async def list_agents(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> AgentPage:  # type: ignore[valid-type]
         """Agents of the caller's group, newest first."""
-        page = await core.get(AgentsFeature).view.list(group_id(), limit=limit, offset=offset)
+        page = await kasal.views.agents.list(group_id(), limit=limit, offset=offset)
         return to_struct(page, AgentPage)
 
     @get("/{agent_id:uuid}", summary="Get an agent")
-    async def get_agent(self, core: Core, agent_id: UUID) -> Response[AgentRead]:
+    async def get_agent(self, kasal: Kasal, agent_id: UUID) -> Response[AgentRead]:
         """One agent of the caller's group; other groups' agents are 404."""
-        agent = found(await core.get(AgentsFeature).view.get(group_id(), agent_id), "agent", agent_id)
+        agent = found(await kasal.views.agents.get(group_id(), agent_id), "agent", agent_id)
         return Response(to_struct(agent, AgentRead), headers=etag(agent))
 
     @put("/{agent_id:uuid}", summary="Update an agent")
     async def update(
-        self, core: Core, agent_id: UUID, data: AgentUpdate, if_match: IfMatch = None
+        self, kasal: Kasal, agent_id: UUID, data: AgentUpdate, if_match: IfMatch = None
     ) -> Response[AgentRead]:
         """Change only the fields sent. ``If-Match: "<version>"`` makes the change conditional."""
-        agents = core.get(AgentsFeature)
-        written = await core.run(agents.service.change, agent_id, sent_fields(data), expected_version(if_match))
-        headers = await settle(core, written)
-        agent = found(await agents.view.get(group_id(), agent_id), "agent", agent_id)
+        written = await kasal.run(kasal.services.agents.change, agent_id, sent_fields(data), expected_version(if_match))
+        headers = await settle(kasal, written)
+        agent = found(await kasal.views.agents.get(group_id(), agent_id), "agent", agent_id)
         return Response(to_struct(agent, AgentRead), headers=headers)
 
     @delete("/{agent_id:uuid}", summary="Delete an agent", status_code=204)
-    async def remove(self, core: Core, agent_id: UUID, if_match: IfMatch = None) -> Response[None]:
+    async def remove(self, kasal: Kasal, agent_id: UUID, if_match: IfMatch = None) -> Response[None]:
         """Delete an agent; tasks that pointed at it are unassigned (recorded as events)."""
-        agents = core.get(AgentsFeature)
-        written = await core.run(agents.service.delete, agent_id, expected_version(if_match))
-        headers = await settle(core, written)
+        written = await kasal.run(kasal.services.agents.delete, agent_id, expected_version(if_match))
+        headers = await settle(kasal, written)
         return Response(None, status_code=204, headers=headers)

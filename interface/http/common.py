@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from litestar import Request
 from litestar.params import Parameter
 
-from application.documents import Written
+from application.documents import ExpectedVersions, Written
 from domain.context import current_actor
 from domain.errors import NotFoundError
-from interface.core import Core
+from interface.wiring import Kasal
 
+# Offsets reach SQL as bigint, and some queries add the page size to them: a
+# bound far below 2**63 keeps every such sum in range. No list is that long.
+MAX_OFFSET = 2**31 - 1
 Limit = Annotated[int, Parameter(ge=1, le=100, default=20, description="Page size (max 100)")]
-Offset = Annotated[int, Parameter(ge=0, default=0, description="Items to skip")]
+Offset = Annotated[int, Parameter(ge=0, le=MAX_OFFSET, default=0, description=f"Items to skip (max {MAX_OFFSET})")]
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False, default=None)]
 
 
@@ -21,15 +25,15 @@ def group_id() -> str:
     return current_actor().group_id
 
 
-async def settle(core: Core, written: Written | None, position: int | None = None) -> dict[str, str]:
+async def settle(kasal: Kasal, written: Written | None, position: int | None = None) -> dict[str, str]:
     """Wait until the read models include a write; the headers that say where it landed.
 
     A write that times out waiting still succeeded: it is answered normally
     with ``X-Kasal-Stale: true`` so the client knows a list may lag.
     """
     at = position if written is None else written.position
-    fresh = await core.projector.wait_for(at, core.settings.read_your_writes_timeout)
-    headers = {"X-Kasal-Position": str(at if at is not None else core.projector.position)}
+    fresh = await kasal.projector.wait_for(at, kasal.settings.read_your_writes_timeout)
+    headers = {"X-Kasal-Position": str(at if at is not None else kasal.projector.position)}
     if not fresh:
         headers["X-Kasal-Stale"] = "true"
     if written is not None:
@@ -37,12 +41,25 @@ async def settle(core: Core, written: Written | None, position: int | None = Non
     return headers
 
 
-def expected_version(if_match: str | None) -> int | None:
-    """``If-Match: "3"`` → 3; anything else means no precondition."""
-    if not if_match:
+_VERSION_TAG = re.compile(r'(?:W/)?"([1-9][0-9]*)"|([1-9][0-9]*)')
+
+
+def expected_version(if_match: str | None) -> ExpectedVersions | None:
+    """The versions an ``If-Match`` allows; None without one, or for ``*``.
+
+    ``*`` means "whatever version is current", which every write already
+    demands: a resource that does not exist is 404 either way.
+
+    Our ETags are ``"<version>"``; ``W/"3"`` and a bare ``3`` are accepted as
+    well. A comma-separated list allows each version it names. A tag that is
+    not one of ours (``"abc"``, ``1.5``, ``""``) can never equal the current
+    ETag, so it allows nothing, and a header of only such tags fails the
+    precondition (RFC 9110 §13.1.1) rather than being ignored.
+    """
+    if if_match is None or if_match.strip() == "*":
         return None
-    value = if_match.strip().removeprefix("W/").strip('"')
-    return int(value) if value.isdigit() else None
+    tags = (_VERSION_TAG.fullmatch(tag.strip()) for tag in if_match.split(","))
+    return ExpectedVersions(frozenset(int(tag[1] or tag[2]) for tag in tags if tag is not None))
 
 
 def etag(resource: dict[str, Any]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""One error table (STYLE 6): exception type → status → body.
+"""One error table: exception type → status → body, registered once as Litestar handlers.
 
 Validation problems answer 422 in the pydantic shape existing Kasal clients
 parse; domain errors answer ``{detail, type, errors}``; anything unexpected is
@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERN
 
 from application.ports import ModelProviderError
 from domain import errors as domain
+from interface.http.input_rules import too_deep
 
 log = logging.getLogger("kasal.http")
 
@@ -32,11 +33,38 @@ STATUS_OF: dict[type[domain.DomainError], int] = {
     ModelProviderError: 502,
 }
 
+
+class FieldError(msgspec.Struct, kw_only=True):
+    field: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """A domain or HTTP error: what went wrong, a stable ``type``, and the fields involved."""
+
+    detail: str
+    type: str
+    errors: list[FieldError]
+
+
+class ValidationIssue(msgspec.Struct, kw_only=True):
+    """One problem with the request, as pydantic (and so FastAPI and Kasal) reports it."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+
+
+class ValidationErrors(msgspec.Struct, kw_only=True):
+    detail: list[ValidationIssue]
+
+
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 _AT_PATH = re.compile(r"at `\$(.*)`")
 
 
-def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response[Any]:
+def _json(body: msgspec.Struct | dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
@@ -55,7 +83,8 @@ _SECRET_KEY = re.compile(r"key|value|token|secret|password", re.IGNORECASE)
 def _redacted(value: Any) -> Any:
     """Echo input back without anything that looks like a credential."""
     if isinstance(value, dict):
-        return {k: ("***" if _SECRET_KEY.search(str(k)) and isinstance(v, str) else _redacted(v)) for k, v in value.items()}
+        return {k: "***" if _SECRET_KEY.search(str(k)) and isinstance(v, str) else _redacted(v)
+                for k, v in value.items()}
     if isinstance(value, list):
         return [_redacted(v) for v in value]
     return value
@@ -73,26 +102,30 @@ def _lookup(body: Any, loc: list[Any]) -> Any:
     return value
 
 
-def pydantic_detail(messages: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]:
+def pydantic_detail(messages: list[dict[str, Any]], body: Any) -> list[ValidationIssue]:
     """Reshape Litestar/msgspec validation messages into pydantic's error list."""
     detail = []
     for item in messages:
         message = str(item.get("message", "Invalid value"))
-        source = str(item.get("source") or "body")
+        source = item.get("source") or "body"
+        source = str(getattr(source, "value", source))  # Litestar names parameter sources with an enum
         key = item.get("key")
         if key == "data":  # Litestar's name for the whole body
             key = None
         missing = _MISSING_FIELD.search(message)
         if missing:
-            loc = _loc(source, ".".join(filter(None, [key if key and key != missing.group(1) else None, missing.group(1)])))
-            detail.append({"type": "missing", "loc": loc, "msg": "Field required", "input": _lookup(body, loc[:-1]) if len(loc) > 1 else _redacted(body)})
+            field = missing.group(1)
+            loc = _loc(source, ".".join(filter(None, [key if key and key != field else None, field])))
+            given = _lookup(body, loc[:-1]) if len(loc) > 1 else _redacted(body)
+            detail.append(ValidationIssue(type="missing", loc=loc, msg="Field required", input=given))
             continue
         loc = _loc(source, key)
         kind = "json_invalid" if "JSON" in message or "malformed" in message.lower() else "value_error"
         if message.startswith("Expected"):
             kind = "type_error"
-        detail.append({"type": kind, "loc": loc, "msg": message, "input": _lookup(body, loc) if source == "body" else None})
-    return detail or [{"type": "value_error", "loc": ["body"], "msg": "Invalid request", "input": None}]
+        given = _lookup(body, loc) if source == "body" else None
+        detail.append(ValidationIssue(type=kind, loc=loc, msg=message, input=given))
+    return detail or [ValidationIssue(type="value_error", loc=["body"], msg="Invalid request")]
 
 
 def _body_of(request: Request[Any, Any, Any]) -> Any:
@@ -100,8 +133,10 @@ def _body_of(request: Request[Any, Any, Any]) -> Any:
     from litestar.utils.empty import value_or_default
 
     raw = value_or_default(request._connection_state.body, b"")
+    if not raw or too_deep(raw):  # echoing it back would recurse as deep as it nests
+        return None
     try:
-        return msgspec.json.decode(raw) if raw else None
+        return msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return None
 
@@ -111,33 +146,33 @@ def validation_handler(request: Request[Any, Any, Any], exc: ValidationException
     if not messages:
         messages = [{"message": exc.detail, "source": "body"}]
     body = _body_of(request)
-    return _json({"detail": pydantic_detail(messages, body)}, HTTP_422_UNPROCESSABLE_ENTITY)
+    return _json(ValidationErrors(detail=pydantic_detail(messages, body)), HTTP_422_UNPROCESSABLE_ENTITY)
 
 
 def domain_handler(request: Request[Any, Any, Any], exc: domain.DomainError) -> Response[Any]:
     status = next((code for cls, code in STATUS_OF.items() if isinstance(exc, cls)), 400)
-    errors = [{"field": f, "message": m} for f, m in exc.errors]
-    return _json({"detail": exc.detail, "type": exc.type, "errors": errors}, status)
+    errors = [FieldError(field=f, message=m) for f, m in exc.errors]
+    return _json(ErrorBody(detail=exc.detail, type=exc.type, errors=errors), status)
 
 
 def msgspec_handler(request: Request[Any, Any, Any], exc: msgspec.ValidationError) -> Response[Any]:
     message = str(exc)
     path = _AT_PATH.search(message)
     item = {"message": message.split(" - ")[0], "key": (path.group(1).lstrip(".") if path else None), "source": "body"}
-    return _json({"detail": pydantic_detail([item], None)}, HTTP_422_UNPROCESSABLE_ENTITY)
+    return _json(ValidationErrors(detail=pydantic_detail([item], None)), HTTP_422_UNPROCESSABLE_ENTITY)
 
 
 def http_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException):
         # A body that is not JSON at all: FastAPI (and so Kasal) answers 422 json_invalid.
-        detail = [{"type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc.detail}", "input": None}]
-        return _json({"detail": detail}, HTTP_422_UNPROCESSABLE_ENTITY)
+        issue = ValidationIssue(type="json_invalid", loc=["body"], msg=f"JSON decode error: {exc.detail}")
+        return _json(ValidationErrors(detail=[issue]), HTTP_422_UNPROCESSABLE_ENTITY)
     if exc.status_code >= 500:
         log.error("HTTP %s on %s %s: %s", exc.status_code, request.method, request.url.path, exc.detail)
         return _json({"detail": "Internal server error"}, exc.status_code)
     kind = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
             413: "request_too_large"}.get(exc.status_code, "http_error")
-    return _json({"detail": exc.detail, "type": kind, "errors": []}, exc.status_code, exc.headers)
+    return _json(ErrorBody(detail=exc.detail, type=kind, errors=[]), exc.status_code, exc.headers)
 
 
 def internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -17,10 +17,10 @@ import msgspec
 from litestar import Controller, get
 
 from domain.execution import TERMINAL, ExecutionStatus
-from interface.core import Core
 from interface.http.common import Limit, Offset, group_id
-from interface.http.executions import ExecutionsFeature, Usage, normalise_result, status_filter
+from interface.http.executions import Usage, execution_or_404, normalise_result, status_filter
 from interface.http.structs import page_type, to_struct
+from interface.wiring import Kasal
 
 
 class TimelineEntry(msgspec.Struct, kw_only=True):
@@ -72,9 +72,10 @@ def history_read(row: dict[str, Any]) -> HistoryRead:
     }, HistoryRead)
 
 
-async def history_page(core: Core, limit: int, offset: int, status: str | None) -> Any:
-    page = await core.get(ExecutionsFeature).view.list(group_id(), limit=limit, offset=offset,
-                                                       status=status_filter(status))
+async def history_page(
+    kasal: Kasal, limit: int, offset: int, status: str | None,
+) -> HistoryPage:  # type: ignore[valid-type]
+    page = await kasal.views.executions.list(group_id(), limit=limit, offset=offset, status=status_filter(status))
     page["items"] = [history_read(row) for row in page["items"]]
     return to_struct(page, HistoryPage)
 
@@ -85,20 +86,20 @@ class ExecutionHistoryController(Controller):
 
     @get("/execution-history", summary="List execution history")
     async def list_history(
-        self, core: Core, limit: Limit = 20, offset: Offset = 0, status: str | None = None,
+        self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0, status: str | None = None,
     ) -> HistoryPage:  # type: ignore[valid-type]
         """Past and current executions of the caller's group, newest first, with their timelines."""
-        return await history_page(core, limit, offset, status)
+        return await history_page(kasal, limit, offset, status)
 
     @get("/executions/history", summary="List execution history (Kasal alias)")
     async def list_history_alias(
-        self, core: Core, limit: Limit = 20, offset: Offset = 0, status: str | None = None,
+        self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0, status: str | None = None,
     ) -> HistoryPage:  # type: ignore[valid-type]
         """Kasal's path for the history list (which Kasal itself shadows with a 404)."""
-        return await history_page(core, limit, offset, status)
+        return await history_page(kasal, limit, offset, status)
 
     @get("/execution-history/{execution_id:uuid}", summary="Get one execution's history")
-    async def get_history(self, core: Core, execution_id: UUID) -> HistoryRead:
+    async def get_history(self, kasal: Kasal, execution_id: UUID) -> HistoryRead:
         """Timeline ``[{status, at, actor, message}]``, config snapshot, inputs, per-task outputs,
         usage, and the result or error of one execution."""
-        return history_read(await core.get(ExecutionsFeature).get_or_404(execution_id))
+        return history_read(await execution_or_404(kasal, execution_id))

@@ -23,12 +23,16 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from domain.execution import TERMINAL, ExecutionStatus
-from interface.core import Core
 from interface.http.common import Offset, group_id
-from interface.http.executions import ExecutionsFeature
+from interface.http.executions import execution_or_404
+from interface.wiring import Kasal
 
+MAX_SEQ = 2**63 - 1  # seq is a PostgreSQL bigint
 LogLimit = Annotated[int, Parameter(ge=1, le=1000, description="Lines per page (max 1000)")]
-After = Annotated[int, Parameter(ge=0, description="Only lines with a larger seq")]
+After = Annotated[int, Parameter(ge=0, le=MAX_SEQ, description="Only lines with a larger seq")]
+ResumeAfter = Annotated[
+    int | None, Parameter(ge=0, le=MAX_SEQ, required=False, default=None, description="Resume after this seq")
+]
 LastEventId = Annotated[str | None, Parameter(header="Last-Event-ID", required=False, default=None)]
 PAGE = 500
 MAX_WAIT_SLICE_S = 1.0
@@ -73,42 +77,41 @@ def kasal_log(execution_id: UUID, row: dict[str, Any]) -> KasalLog:
                     seq=row["seq"], level=row["level"], source=row["source"])
 
 
-async def wait_beyond(core: Core, position: int, timeout: float) -> bool:
+async def wait_beyond(kasal: Kasal, position: int, timeout: float) -> bool:
     """Wait until the projector passes ``position``; False when ``timeout`` ran out first.
 
     Waits in slices so a waiter also notices progress made by a projector it
     cannot be woken by (another event loop or process).
     """
     deadline = anyio.current_time() + timeout
-    while core.projector.position <= position:
+    while kasal.projector.position <= position:
         remaining = deadline - anyio.current_time()
         if remaining <= 0:
             return False
-        await core.projector.wait_for(position + 1, min(remaining, MAX_WAIT_SLICE_S))
+        await kasal.projector.wait_for(position + 1, min(remaining, MAX_WAIT_SLICE_S))
     return True
 
 
-async def follow(core: Core, group: str, execution_id: UUID, after: int) -> AsyncIterator[tuple[str, Any]]:
+async def follow(kasal: Kasal, group: str, execution_id: UUID, after: int) -> AsyncIterator[tuple[str, Any]]:
     """``("log", row)`` for each line after ``after``, ``("heartbeat", None)`` when idle,
     and finally ``("status", row)`` once the execution has ended and its lines were all sent."""
-    feature = core.get(ExecutionsFeature)
     last = after
     while True:
-        seen = core.projector.position  # read before the queries, so nothing lands unnoticed in between
-        rows = await feature.logs.after(group, execution_id, last, PAGE)
+        seen = kasal.projector.position  # read before the queries, so nothing lands unnoticed in between
+        rows = await kasal.views.execution_logs.after(group, execution_id, last, PAGE)
         for row in rows:
             last = row["seq"]
             yield "log", row
         if len(rows) == PAGE:
             continue
-        state = await feature.view.state(group, execution_id)
+        state = await kasal.views.executions.state(group, execution_id)
         if state is None:
             return
         status, log_seq, _ = state
         if ExecutionStatus(status) in TERMINAL and log_seq <= last:
-            yield "status", await feature.view.get(group, execution_id)
+            yield "status", await kasal.views.executions.get(group, execution_id)
             return
-        if not await wait_beyond(core, seen, feature.heartbeat_s):
+        if not await wait_beyond(kasal, seen, kasal.log_heartbeat_s):
             yield "heartbeat", None
 
 
@@ -132,8 +135,8 @@ def resume_point(after: int | None, last_event_id: str | None) -> int:
     return 0
 
 
-async def sse_events(core: Core, group: str, execution_id: UUID, after: int) -> AsyncIterator[ServerSentEventMessage]:
-    async for kind, item in follow(core, group, execution_id, after):
+async def sse_events(kasal: Kasal, group: str, execution_id: UUID, after: int) -> AsyncIterator[ServerSentEventMessage]:
+    async for kind, item in follow(kasal, group, execution_id, after):
         if kind == "log":
             yield ServerSentEventMessage(id=item["seq"], event="log", data=json.dumps(log_message(item)))
         elif kind == "status":
@@ -142,10 +145,12 @@ async def sse_events(core: Core, group: str, execution_id: UUID, after: int) -> 
             yield ServerSentEventMessage(data=None, comment="heartbeat")
 
 
-async def sse_response(core: Core, execution_id: UUID, after: int | None, last_event_id: str | None) -> ServerSentEvent:
+async def sse_response(
+    kasal: Kasal, execution_id: UUID, after: int | None, last_event_id: str | None,
+) -> ServerSentEvent:
     group = group_id()
-    await core.get(ExecutionsFeature).get_or_404(execution_id)
-    events = sse_events(core, group, execution_id, resume_point(after, last_event_id))
+    await execution_or_404(kasal, execution_id)
+    events = sse_events(kasal, group, execution_id, resume_point(after, last_event_id))
     return ServerSentEvent(events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -154,33 +159,33 @@ class ExecutionLogController(Controller):
     tags = ["execution logs"]
 
     @get("/{execution_id:uuid}", summary="Get execution logs")
-    async def list_logs(self, core: Core, execution_id: UUID, after: After = 0, limit: LogLimit = 200) -> LogPage:
+    async def list_logs(self, kasal: Kasal, execution_id: UUID, after: After = 0, limit: LogLimit = 200) -> LogPage:
         """Log lines in order. Page with ``after`` = the ``last_seq`` of the previous page."""
-        feature = core.get(ExecutionsFeature)
         group = group_id()
-        await feature.get_or_404(execution_id)
-        rows = await feature.logs.after(group, execution_id, after, limit + 1)
+        await execution_or_404(kasal, execution_id)
+        rows = await kasal.views.execution_logs.after(group, execution_id, after, limit + 1)
         items = [LogRead(**{k: r[k] for k in LogRead.__struct_fields__}) for r in rows[:limit]]
         return LogPage(
-            execution_id=str(execution_id), items=items, total=await feature.logs.count(group, execution_id),
+            execution_id=str(execution_id), items=items,
+            total=await kasal.views.execution_logs.count(group, execution_id),
             limit=limit, after=after, has_more=len(rows) > limit, last_seq=items[-1].seq if items else after,
         )
 
     @get("/{execution_id:uuid}/sse", summary="Stream execution logs (Server-Sent Events)")
     async def sse(
-        self, core: Core, execution_id: UUID, after: int | None = None, last_event_id: LastEventId = None,
+        self, kasal: Kasal, execution_id: UUID, after: ResumeAfter = None, last_event_id: LastEventId = None,
     ) -> ServerSentEvent:
         """``event: log`` (``id:`` = seq) per line, ``: heartbeat`` comments while idle, and a final
         ``event: status`` when the execution has ended. Resumes after ``Last-Event-ID`` or ``?after=``."""
-        return await sse_response(core, execution_id, after, last_event_id)
+        return await sse_response(kasal, execution_id, after, last_event_id)
 
 
 @websocket("/api/v1/execution-logs/{execution_id:uuid}/stream")
-async def log_stream(socket: WebSocket[Any, Any, Any], core: Core, execution_id: UUID, after: int = 0) -> None:
+async def log_stream(socket: WebSocket[Any, Any, Any], kasal: Kasal, execution_id: UUID, after: After = 0) -> None:
     """Live log lines as JSON messages (``type: log``), then one ``type: status`` message, then close.
     Reconnect with ``?after=<last seq>`` to resume. An unknown execution closes with code 4404."""
     group = group_id()
-    if await core.get(ExecutionsFeature).view.state(group, execution_id) is None:
+    if await kasal.views.executions.state(group, execution_id) is None:
         await socket.close(code=NOT_FOUND_CLOSE_CODE, reason=f"execution {execution_id} not found")
         return
     await socket.accept()
@@ -195,7 +200,7 @@ async def log_stream(socket: WebSocket[Any, Any, Any], core: Core, execution_id:
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(until_disconnect)
         try:
-            async for kind, item in follow(core, group, execution_id, after):
+            async for kind, item in follow(kasal, group, execution_id, after):
                 if kind == "log":
                     await socket.send_json(log_message(item))
                 elif kind == "status":
@@ -207,30 +212,38 @@ async def log_stream(socket: WebSocket[Any, Any, Any], core: Core, execution_id:
         await socket.close()
 
 
+@get("/api/v1/execution-logs/{execution_id:uuid}/stream", summary="Stream execution logs (Server-Sent Events)",
+     tags=["execution logs"])
+async def log_stream_sse(
+    kasal: Kasal, execution_id: UUID, after: ResumeAfter = None, last_event_id: LastEventId = None,
+) -> ServerSentEvent:
+    """The WebSocket's path, asked over plain HTTP (``Accept: text/event-stream``): the same stream as
+    ``/execution-logs/{id}/sse``, so a client that cannot open a WebSocket still follows the log."""
+    return await sse_response(kasal, execution_id, after, last_event_id)
+
+
 @get("/api/v1/sse/executions/{execution_id:uuid}/stream", summary="Stream execution logs (Kasal SSE path)",
      tags=["execution logs"])
-async def kasal_sse(core: Core, execution_id: UUID, after: int | None = None, last_event_id: LastEventId = None) -> ServerSentEvent:
+async def kasal_sse(
+    kasal: Kasal, execution_id: UUID, after: ResumeAfter = None, last_event_id: LastEventId = None,
+) -> ServerSentEvent:
     """Kasal's SSE path; the same stream as ``/execution-logs/{id}/sse``."""
-    return await sse_response(core, execution_id, after, last_event_id)
+    return await sse_response(kasal, execution_id, after, last_event_id)
 
 
 @get("/api/v1/logs/executions/{execution_id:uuid}", summary="Execution logs, newest first (Kasal alias)",
      tags=["execution logs"])
-async def kasal_logs(core: Core, execution_id: UUID, limit: LogLimit = 200, offset: Offset = 0) -> list[KasalLog]:
+async def kasal_logs(kasal: Kasal, execution_id: UUID, limit: LogLimit = 200, offset: Offset = 0) -> list[KasalLog]:
     """A plain list, newest first, as Kasal's ``/logs/executions/{id}`` answers."""
-    feature = core.get(ExecutionsFeature)
-    await feature.get_or_404(execution_id)
-    rows = await feature.logs.newest(group_id(), execution_id, limit, offset)
+    await execution_or_404(kasal, execution_id)
+    rows = await kasal.views.execution_logs.newest(group_id(), execution_id, limit, offset)
     return [kasal_log(execution_id, row) for row in rows]
 
 
 @get("/api/v1/runs/{execution_id:uuid}/outputs", summary="Execution outputs (Kasal alias)", tags=["execution logs"])
-async def kasal_outputs(core: Core, execution_id: UUID, after: After = 0, limit: LogLimit = 1000) -> KasalOutputs:
+async def kasal_outputs(kasal: Kasal, execution_id: UUID, after: After = 0, limit: LogLimit = 1000) -> KasalOutputs:
     """``{"logs": [...]}`` in order, as Kasal's ``/runs/{id}/outputs`` answers."""
-    feature = core.get(ExecutionsFeature)
-    await feature.get_or_404(execution_id)
-    rows = await feature.logs.after(group_id(), execution_id, after, limit)
+    await execution_or_404(kasal, execution_id)
+    rows = await kasal.views.execution_logs.after(group_id(), execution_id, after, limit)
     return KasalOutputs(logs=[kasal_log(execution_id, row) for row in rows])
 
-
-LOG_HANDLERS = [ExecutionLogController, log_stream, kasal_sse, kasal_logs, kasal_outputs]

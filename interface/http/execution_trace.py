@@ -16,11 +16,12 @@ from litestar import Controller, get
 from litestar.params import Parameter
 
 from domain.errors import NotFoundError
-from interface.core import Core
 from interface.http.common import group_id
-from interface.http.executions import ExecutionsFeature
+from interface.http.executions import execution_or_404
+from interface.wiring import Kasal
 
 Sha256 = Annotated[str, Parameter(pattern="^[0-9a-f]{64}$", description="sha256 of the text, hex")]
+SinceId = Annotated[int, Parameter(ge=0, le=2**63 - 1, description="Only records numbered after this one")]
 
 
 class SpanRead(msgspec.Struct, kw_only=True):
@@ -73,7 +74,7 @@ def kasal_event_type(span: dict[str, Any]) -> str:
         return f"{kind}_{'started' if status == 'running' else status}"
     if kind == "tool_usage" and status == "failed":
         return "tool_error"
-    return {"agent": "agent_execution", "state": "execution_status"}.get(kind, kind)
+    return str({"agent": "agent_execution", "state": "execution_status"}.get(kind, kind))
 
 
 def preview(attributes: dict[str, Any]) -> str | None:
@@ -101,21 +102,19 @@ class ExecutionTraceController(Controller):
     tags = ["execution trace"]
 
     @get("/{execution_id:uuid}", summary="Get an execution's trace")
-    async def get_trace(self, core: Core, execution_id: UUID) -> TraceRead:
+    async def get_trace(self, kasal: Kasal, execution_id: UUID) -> TraceRead:
         """Spans in time order: the execution, each status it passed through, the crew, tasks,
         agents, LLM calls (model, tokens, cost, latency) and tool uses, with parents and durations."""
-        feature = core.get(ExecutionsFeature)
-        row = await feature.get_or_404(execution_id)
-        spans = await feature.trace.spans(group_id(), execution_id)
+        row = await execution_or_404(kasal, execution_id)
+        spans = await kasal.views.execution_trace.spans(group_id(), execution_id)
         return TraceRead(execution_id=str(execution_id), status=row["status"],
                          spans=[SpanRead(**span) for span in spans])
 
     @get("/{execution_id:uuid}/content/{sha256:str}", summary="Get the whole text behind a reference")
-    async def get_content(self, core: Core, execution_id: UUID, sha256: Sha256) -> ContentRead:
+    async def get_content(self, kasal: Kasal, execution_id: UUID, sha256: Sha256) -> ContentRead:
         """The whole prompt, response or output a span's ``{sha256, size, preview}`` stands for."""
-        feature = core.get(ExecutionsFeature)
-        await feature.get_or_404(execution_id)
-        text = await feature.texts.text(group_id(), sha256)
+        await execution_or_404(kasal, execution_id)
+        text = await kasal.views.contents.text(group_id(), sha256)
         if text is None:
             raise NotFoundError(f"content {sha256} not found")
         return ContentRead(sha256=sha256, text=text)
@@ -123,13 +122,10 @@ class ExecutionTraceController(Controller):
 
 @get("/api/v1/traces/job/{execution_id:uuid}", summary="Get an execution's trace (Kasal alias)",
      tags=["execution trace"])
-async def kasal_traces(core: Core, execution_id: UUID, since_id: int = 0) -> KasalTraces:
+async def kasal_traces(kasal: Kasal, execution_id: UUID, since_id: SinceId = 0) -> KasalTraces:
     """``{job_id, traces}`` in Kasal's record shape; ``since_id`` returns only later records."""
-    feature = core.get(ExecutionsFeature)
-    await feature.get_or_404(execution_id)
-    spans = await feature.trace.spans(group_id(), execution_id)
+    await execution_or_404(kasal, execution_id)
+    spans = await kasal.views.execution_trace.spans(group_id(), execution_id)
     traces = [kasal_trace(execution_id, n, span) for n, span in enumerate(spans, start=1) if n > since_id]
     return KasalTraces(job_id=str(execution_id), traces=traces)
 
-
-TRACE_HANDLERS = [ExecutionTraceController, kasal_traces]

@@ -7,17 +7,17 @@ from typing import Any
 import anyio
 from litestar import Response, get
 
-from interface.core import Core
+from interface.wiring import Kasal
 
 
 @get("/health", summary="Service health", tags=["health"])
-async def health(core: Core) -> Response[dict[str, Any]]:
+async def health(kasal: Kasal) -> Response[dict[str, Any]]:
     """200 with each check when healthy; 503 naming the failing check otherwise."""
     checks: dict[str, Any] = {}
     healthy = True
     try:
         with anyio.fail_after(2):
-            async with core.pool.connection() as conn:
+            async with kasal.pool.connection() as conn:
                 await conn.execute("SELECT 1")
         checks["database"] = {"status": "ok"}
     except Exception as exc:  # any failure to reach the database is the answer itself
@@ -25,15 +25,15 @@ async def health(core: Core) -> Response[dict[str, Any]]:
         checks["database"] = {"status": "failing", "error": type(exc).__name__}
     lag: int | None
     try:
-        lag = await core.run(core.projector.lag) if healthy else None
+        lag = await kasal.run(kasal.projector.lag) if healthy else None
     except Exception:
         lag = None
     checks["projections"] = {
-        "status": "ok" if core.projector.last_error is None else "failing",
-        "position": core.projector.position,
+        "status": "ok" if kasal.projector.last_error is None else "failing",
+        "position": kasal.projector.position,
         "lag": lag,
-        "leader": core.projector.leader,
-        **({"error": core.projector.last_error} if core.projector.last_error else {}),
+        "leader": kasal.projector.leader,
+        **({"error": kasal.projector.last_error} if kasal.projector.last_error else {}),
     }
     status = "healthy" if healthy else "unhealthy"
     return Response({"status": status, "checks": checks}, status_code=200 if healthy else 503)

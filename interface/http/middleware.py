@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -11,9 +12,10 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from domain.context import set_actor
+from domain.context import current_actor, set_actor
 from domain.errors import ForbiddenError
-from interface.http.auth import role_at_least
+from interface.identity import Authenticator, role_at_least
+from projections.engine import Projector
 
 PUBLIC_PATHS = ("/health", "/api-docs", "/api-redoc", "/api-openapi.json", "/schema")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -24,37 +26,53 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def request_context_middleware(app: ASGIApp) -> ASGIApp:
-    """Sets the actor for the request and echoes ``X-Request-ID`` on the response."""
+def request_context(
+    authenticator: Authenticator, projector: Projector, read_timeout: float,
+) -> Callable[[ASGIApp], ASGIApp]:
+    """Middleware that sets the actor for each request (public paths have none), waits for
+    ``X-Kasal-Min-Position`` (``X-Kasal-Stale: true`` if it is not reached within
+    ``read_timeout``), and echoes ``X-Request-ID`` on the response."""
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await app(scope, receive, send)
-            return
-        headers = _headers(scope)
-        given = headers.get("x-request-id", "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        core = scope["litestar_app"].state.kasal
-        if not scope["path"].startswith(PUBLIC_PATHS):
-            set_actor(await core.authenticator.authenticate(headers, request_id))
-            wanted = headers.get("x-kasal-min-position", "")
-            if wanted.isdigit():
-                await core.projector.wait_for(int(wanted), core.settings.read_your_writes_timeout)
+    def around(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] not in ("http", "websocket"):
+                await app(scope, receive, send)
+                return
+            headers = _headers(scope)
+            given = headers.get("x-request-id", "")
+            request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+            stale = False
+            if not is_public(scope["path"]):
+                set_actor(await authenticator.authenticate(headers, request_id))
+                wanted = headers.get("x-kasal-min-position", "")
+                if wanted.isdigit():
+                    # Gave up waiting: answer what the read models hold, and say they lag.
+                    stale = not await projector.wait_for(int(wanted), read_timeout)
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
-            await send(message)
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    response_headers = MutableScopeHeaders.from_message(message)
+                    response_headers["X-Request-ID"] = request_id
+                    if stale:
+                        response_headers["X-Kasal-Stale"] = "true"
+                await send(message)
 
-        await app(scope, receive, send_with_id)
+            await app(scope, receive, send_with_id)
 
-    return middleware
+        return middleware
+
+    return around
+
+
+def is_public(path: str) -> bool:
+    """Health and documentation answer anyone, and act as no one."""
+    return path.startswith(PUBLIC_PATHS)
 
 
 def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Operators read (and run what handlers allow); editors write; admins administer."""
-    from domain.context import current_actor
-
+    if is_public(connection.scope["path"]):
+        return
     minimum = handler.opt.get("min_role")
     if minimum is None:
         minimum = "operator" if connection.scope.get("method", "GET") in SAFE_METHODS else "editor"

@@ -23,15 +23,11 @@ from urllib.parse import quote
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 
-from application.catalogue_seed import seed_models
-from application.models import ModelsService
 from domain.errors import NotFoundError
-from domain.model_config import ModelConfig, ModelSetting, effective_model
-from interface.core import Core, Feature
 from interface.http.common import IfMatch, Offset, expected_version, found, group_id, settle
 from interface.http.structs import UNSET, UnsetType, page_type, sent_fields, to_struct
-from interface.http.tools import CatalogueLimit, CatalogueView
-from projections.documents import DocumentProjection
+from interface.http.tools import CatalogueLimit
+from interface.wiring import Kasal
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 ADMIN = {"min_role": "admin"}
@@ -94,51 +90,6 @@ class ModelRead(msgspec.Struct, kw_only=True):
 ModelPage = page_type(ModelRead, "ModelPage")
 
 
-class ModelsFeature(Feature):
-    name = "models"
-
-    def __init__(self, core: Core) -> None:
-        super().__init__(core)
-        self.service = ModelsService(core.store)
-        self.view = CatalogueView(core.pool, "rm_models", "rm_model_settings", "model_id", effective_model,
-                                  order="lower(t.doc->>'key'), t.id")
-
-    def projections(self) -> list[Any]:
-        return [DocumentProjection.for_aggregate(ModelConfig, "rm_models"),
-                DocumentProjection.for_aggregate(ModelSetting, "rm_model_settings")]
-
-    def route_handlers(self) -> list[Any]:
-        return [ModelController]
-
-    async def start(self) -> None:
-        """Record the built-in catalogue (idempotent) and wait until it can be read."""
-        position = await self.core.run(seed_models, self.core.store)
-        await self.core.projector.wait_for(position, max(30.0, self.core.settings.read_your_writes_timeout))
-
-    async def model_names(self, group_id: str) -> set[str]:
-        """What an enabled model may be called in ``llm:``: its key and its LiteLLM model string."""
-        names: set[str] = set()
-        for model in await self.view.all(group_id):
-            if model["enabled"]:
-                names.update((model["key"], model["litellm_model"]))
-        return names
-
-    async def resolve_model(self, group_id: str, name: str) -> dict[str, Any] | None:
-        """The record an ``llm:`` value means, by key, else LiteLLM string, else provider model id.
-
-        Disabled models are returned too (``enabled`` false) so callers can say
-        "disabled" rather than "unknown". The record carries ``litellm_model``,
-        ``provider`` and ``api_key_name`` for the call.
-        """
-        wanted = name.strip().casefold()
-        models = await self.view.all(group_id)
-        for field in ("key", "litellm_model", "name"):
-            matches = [m for m in models if str(m[field]).casefold() == wanted]
-            if matches:
-                return min(matches, key=lambda m: (not m["enabled"], not m["builtin"]))
-        return None
-
-
 def _read(model: dict[str, Any]) -> ModelRead:
     return to_struct({**model, "model": model["name"]}, ModelRead)
 
@@ -150,9 +101,9 @@ def _key(model_name: str) -> str:
     return key
 
 
-async def _respond(core: Core, written: Any, status_code: int = 200) -> Response[ModelRead]:
-    headers = await settle(core, written)
-    model = found(await core.get(ModelsFeature).view.get(group_id(), written.id), "model", written.id)
+async def _respond(kasal: Kasal, written: Any, status_code: int = 200) -> Response[ModelRead]:
+    headers = await settle(kasal, written)
+    model = found(await kasal.views.models.get(group_id(), written.id), "model", written.id)
     headers["ETag"] = f'"{model["version"]}"'
     if status_code == 201:
         headers["Location"] = f"/api/v1/models/{quote(model['key'], safe='/:')}"
@@ -164,53 +115,52 @@ class ModelController(Controller):
     tags = ["models"]
 
     @get("/", summary="List models")
-    async def list_models(self, core: Core, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:  # type: ignore[valid-type]
+    async def list_models(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:  # type: ignore[valid-type]
         """Built-in models (``group_id`` null) as the caller's group has set them, and the group's own."""
-        page = await core.get(ModelsFeature).view.page(group_id(), limit=limit, offset=offset)
+        page = await kasal.views.models.page(group_id(), limit=limit, offset=offset)
         return to_struct({**page, "items": [_read(m) for m in page["items"]]}, ModelPage)
 
     @get("/enabled", summary="List enabled models")
-    async def list_enabled(self, core: Core, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:  # type: ignore[valid-type]
+    async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:  # type: ignore[valid-type]
         """The models the caller's group may run."""
-        page = await core.get(ModelsFeature).view.page(group_id(), limit=limit, offset=offset, enabled=True)
+        page = await kasal.views.models.page(group_id(), limit=limit, offset=offset, enabled=True)
         return to_struct({**page, "items": [_read(m) for m in page["items"]]}, ModelPage)
 
     @post("/", summary="Create a model configuration", opt=ADMIN)
-    async def create(self, request: Request[Any, Any, Any], core: Core, data: ModelFields) -> Response[ModelRead]:
+    async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: ModelFields) -> Response[ModelRead]:
         """Create a model of the caller's group (admin). The key is unique in the group and may not be
         a built-in's (409); ``provider`` must be one LiteLLM knows, or ``offline`` (else 422)."""
-        service = core.get(ModelsFeature).service
-        written = await core.run(service.create, model_fields(data, creating=True))
-        return await _respond(core, written, 201)
+        written = await kasal.run(kasal.services.models.create, model_fields(data, creating=True))
+        return await _respond(kasal, written, 201)
 
     @get("/{model_name:path}", summary="Get a model configuration")
-    async def get_model(self, core: Core, model_name: str) -> Response[ModelRead]:
+    async def get_model(self, kasal: Kasal, model_name: str) -> Response[ModelRead]:
         """One model by key (keys may contain ``/``, e.g. ``offline/echo``)."""
         key = _key(model_name)
-        model = await core.get(ModelsFeature).view.find(group_id(), "key", key)
+        model = await kasal.views.models.find(group_id(), "key", key)
         if model is None:
             raise NotFoundError(f"Model with key {key} not found")
         return Response(_read(model), headers={"ETag": f'"{model["version"]}"'})
 
     @put("/{model_name:path}", summary="Update a model configuration", opt=ADMIN)
-    async def update(self, core: Core, model_name: str, data: ModelFields, if_match: IfMatch = None) -> Response[ModelRead]:
+    async def update(
+        self, kasal: Kasal, model_name: str, data: ModelFields, if_match: IfMatch = None,
+    ) -> Response[ModelRead]:
         """Change the fields sent (admin). For a built-in only its tuning (enabled, temperature,
         context_window, max_output_tokens, api_key_name, parameters) changes, for this group alone."""
-        service = core.get(ModelsFeature).service
-        written = await core.run(service.change, _key(model_name), model_fields(data, creating=False),
+        written = await kasal.run(kasal.services.models.change, _key(model_name), model_fields(data, creating=False),
                                  expected_version(if_match))
-        return await _respond(core, written)
+        return await _respond(kasal, written)
 
     @delete("/{model_name:path}", summary="Delete a model configuration", status_code=204, opt=ADMIN)
-    async def remove(self, core: Core, model_name: str, if_match: IfMatch = None) -> Response[None]:
+    async def remove(self, kasal: Kasal, model_name: str, if_match: IfMatch = None) -> Response[None]:
         """Delete one of the group's models (admin). Built-in models cannot be deleted (409)."""
-        service = core.get(ModelsFeature).service
-        written = await core.run(service.delete, _key(model_name), expected_version(if_match))
-        return Response(None, status_code=204, headers=await settle(core, written))
+        written = await kasal.run(kasal.services.models.delete, _key(model_name), expected_version(if_match))
+        return Response(None, status_code=204, headers=await settle(kasal, written))
 
     @patch("/{model_name:path}", summary="Enable or disable a model", opt=ADMIN)
     async def toggle(
-        self, core: Core, model_name: str, data: ModelToggle | None = None, if_match: IfMatch = None
+        self, kasal: Kasal, model_name: str, data: ModelToggle | None = None, if_match: IfMatch = None
     ) -> Response[ModelRead]:
         """``PATCH /models/{key}/toggle`` (admin): set ``enabled`` from the body, or flip it when the
         body is empty, for the caller's group. Offline models cannot be disabled (409)."""
@@ -218,7 +168,6 @@ class ModelController(Controller):
         if not key.endswith("/toggle"):
             raise NotFoundError(f"No such route: PATCH /api/v1/models/{key}; use /models/{{key}}/toggle")
         enabled = data.enabled if data is not None and data.enabled is not UNSET else None
-        service = core.get(ModelsFeature).service
-        written = await core.run(service.toggle, _key(key.removesuffix("/toggle")), enabled,
+        written = await kasal.run(kasal.services.models.toggle, _key(key.removesuffix("/toggle")), enabled,
                                  expected_version(if_match))
-        return await _respond(core, written)
+        return await _respond(kasal, written)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -36,7 +36,11 @@ def page_type(item: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:
     )
 
 
-def to_struct(data: Any, cls: type[Any]) -> Any:
+S = TypeVar("S")
+
+
+def to_struct(data: Any, cls: type[S]) -> S:
+    """``data`` (a read-model row, a page) as the wire struct ``cls``, coercing what JSON cannot tell apart."""
     return msgspec.convert(data, cls, strict=False)
 
 

@@ -8,13 +8,9 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 
-from application.tasks import TaskService
-from domain.task import Task
-from interface.core import Core, Feature
 from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
 from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
-from projections.documents import DocumentProjection, DocumentView
-from projections.references import ReferenceQueries
+from interface.wiring import Kasal
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -70,24 +66,9 @@ class TaskRead(Resource, kw_only=True):
 TaskPage = page_type(TaskRead, "TaskPage")
 
 
-class TasksFeature(Feature):
-    name = "tasks"
-
-    def __init__(self, core: Core) -> None:
-        super().__init__(core)
-        self.service = TaskService(core.store, ReferenceQueries(core.database_url))
-        self.view = DocumentView(core.pool, "rm_tasks")
-
-    def projections(self) -> list[Any]:
-        return [DocumentProjection.for_aggregate(Task, "rm_tasks")]
-
-    def route_handlers(self) -> list[Any]:
-        return [TaskController]
-
-
-async def _answer(core: Core, written: Any, status_code: int = 200) -> Response[TaskRead]:
-    headers = await settle(core, written)
-    task = found(await core.get(TasksFeature).view.get(group_id(), written.id), "task", written.id)
+async def _answer(kasal: Kasal, written: Any, status_code: int = 200) -> Response[TaskRead]:
+    headers = await settle(kasal, written)
+    task = found(await kasal.views.tasks.get(group_id(), written.id), "task", written.id)
     return Response(to_struct(task, TaskRead), status_code=status_code, headers=headers)
 
 
@@ -96,49 +77,47 @@ class TaskController(Controller):
     tags = ["tasks"]
 
     @post("/", summary="Create a task")
-    async def create(self, request: Request[Any, Any, Any], core: Core, data: TaskCreate) -> Response[TaskRead]:
+    async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: TaskCreate) -> Response[TaskRead]:
         """Create a task. ``agent`` may be an agent id or name (case, spaces, ``-`` and ``_``
-        ignored); the resolved agent is ``agent_id``. Unknown agents and tools are kept as
-        written, so definitions can be created in any order."""
-        written = await core.run(core.get(TasksFeature).service.create, sent_fields(data))
-        response = await _answer(core, written, 201)
+        ignored); the resolved agent is ``agent_id``. Agent and tool names that match nothing
+        yet are kept as written, so definitions can be created in any order; an agent or
+        ``context`` task id the group does not have is 422."""
+        written = await kasal.run(kasal.services.tasks.create, sent_fields(data))
+        response = await _answer(kasal, written, 201)
         response.headers["Location"] = location(request, written.id)
         return response
 
     @get("/", summary="List tasks")
-    async def list_tasks(self, core: Core, limit: Limit = 20, offset: Offset = 0) -> TaskPage:  # type: ignore[valid-type]
+    async def list_tasks(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TaskPage:  # type: ignore[valid-type]
         """Tasks of the caller's group, newest first."""
-        page = await core.get(TasksFeature).view.list(group_id(), limit=limit, offset=offset)
+        page = await kasal.views.tasks.list(group_id(), limit=limit, offset=offset)
         return to_struct(page, TaskPage)
 
     @get("/{task_id:uuid}", summary="Get a task")
-    async def get_task(self, core: Core, task_id: UUID) -> Response[TaskRead]:
+    async def get_task(self, kasal: Kasal, task_id: UUID) -> Response[TaskRead]:
         """One task of the caller's group; other groups' tasks are 404."""
-        task = found(await core.get(TasksFeature).view.get(group_id(), task_id), "task", task_id)
+        task = found(await kasal.views.tasks.get(group_id(), task_id), "task", task_id)
         return Response(to_struct(task, TaskRead), headers=etag(task))
 
     @put("/{task_id:uuid}/full", summary="Replace a task")
     async def replace(
-        self, core: Core, task_id: UUID, data: TaskCreate, if_match: IfMatch = None
+        self, kasal: Kasal, task_id: UUID, data: TaskCreate, if_match: IfMatch = None
     ) -> Response[TaskRead]:
         """Replace the whole definition: ``name``, ``description`` and ``expected_output``
         are required, and every field not sent goes back to its default."""
-        tasks = core.get(TasksFeature)
-        written = await core.run(tasks.service.replace, task_id, sent_fields(data), expected_version(if_match))
-        return await _answer(core, written)
+        written = await kasal.run(kasal.services.tasks.replace, task_id, sent_fields(data), expected_version(if_match))
+        return await _answer(kasal, written)
 
     @put("/{task_id:uuid}", summary="Update a task")
     async def update(
-        self, core: Core, task_id: UUID, data: TaskUpdate, if_match: IfMatch = None
+        self, kasal: Kasal, task_id: UUID, data: TaskUpdate, if_match: IfMatch = None
     ) -> Response[TaskRead]:
         """Change only the fields sent. ``If-Match: "<version>"`` makes the change conditional."""
-        tasks = core.get(TasksFeature)
-        written = await core.run(tasks.service.change, task_id, sent_fields(data), expected_version(if_match))
-        return await _answer(core, written)
+        written = await kasal.run(kasal.services.tasks.change, task_id, sent_fields(data), expected_version(if_match))
+        return await _answer(kasal, written)
 
     @delete("/{task_id:uuid}", summary="Delete a task", status_code=204)
-    async def remove(self, core: Core, task_id: UUID, if_match: IfMatch = None) -> Response[None]:
+    async def remove(self, kasal: Kasal, task_id: UUID, if_match: IfMatch = None) -> Response[None]:
         """Delete a task."""
-        tasks = core.get(TasksFeature)
-        written = await core.run(tasks.service.delete, task_id, expected_version(if_match))
-        return Response(None, status_code=204, headers=await settle(core, written))
+        written = await kasal.run(kasal.services.tasks.delete, task_id, expected_version(if_match))
+        return Response(None, status_code=204, headers=await settle(kasal, written))

@@ -13,12 +13,9 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 
-from application.tokens import TokenService
-from interface.core import Core, Feature
-from interface.http.auth import CachingTokenLookup
 from interface.http.common import Limit, Offset, found, group_id, location, settle
 from interface.http.structs import page_type, to_struct
-from projections.access_tokens import AccessTokenProjection, AccessTokenView
+from interface.wiring import Kasal
 
 Role = Literal["operator", "editor", "admin"]
 ADMIN_ONLY = {"min_role": "admin"}
@@ -46,56 +43,38 @@ class TokenCreated(TokenRead, kw_only=True):
 TokenPage = page_type(TokenRead, "TokenPage")
 
 
-class TokensFeature(Feature):
-    name = "tokens"
-
-    def __init__(self, core: Core) -> None:
-        super().__init__(core)
-        self.service = TokenService(core.store)
-        self.view = AccessTokenView(core.pool)
-        self.lookup = CachingTokenLookup(self.view.by_hash)
-
-    def projections(self) -> list[Any]:
-        return [AccessTokenProjection()]
-
-    def route_handlers(self) -> list[Any]:
-        return [TokenController]
-
-
 class TokenController(Controller):
     path = "/api/v1/tokens"
     tags = ["tokens"]
 
     @post("/", summary="Create an access token", opt=ADMIN_ONLY)
-    async def create(self, request: Request[Any, Any, Any], core: Core, data: TokenCreate) -> Response[TokenCreated]:
+    async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: TokenCreate) -> Response[TokenCreated]:
         """Create a token for your group with the given role. The ``token`` field of
         this response is the only time the secret is shown: store it now."""
-        tokens = core.get(TokensFeature)
-        issued = await core.run(tokens.service.issue, data.role, data.name)
-        headers = await settle(core, None, issued.position)
-        row = found(await tokens.view.get(group_id(), issued.id), "token", issued.id)
+        issued = await kasal.run(kasal.services.tokens.issue, data.role, data.name)
+        headers = await settle(kasal, None, issued.position)
+        row = found(await kasal.views.tokens.get(group_id(), issued.id), "token", issued.id)
         headers["Location"] = location(request, issued.id)
         return Response(to_struct({**row, "token": issued.token}, TokenCreated), status_code=201, headers=headers)
 
     @get("/", summary="List access tokens", opt=ADMIN_ONLY)
-    async def list_tokens(self, core: Core, limit: Limit = 20, offset: Offset = 0) -> TokenPage:  # type: ignore[valid-type]
+    async def list_tokens(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TokenPage:  # type: ignore[valid-type]
         """Your group's live tokens, newest first, without their secrets."""
-        page = await core.get(TokensFeature).view.list(group_id(), limit=limit, offset=offset)
+        page = await kasal.views.tokens.list(group_id(), limit=limit, offset=offset)
         return to_struct(page, TokenPage)
 
     @get("/{token_id:uuid}", summary="Get an access token", opt=ADMIN_ONLY)
-    async def get_token(self, core: Core, token_id: UUID) -> TokenRead:
+    async def get_token(self, kasal: Kasal, token_id: UUID) -> TokenRead:
         """One live token of your group, without its secret; revoked ones are 404."""
-        row = found(await core.get(TokensFeature).view.get(group_id(), token_id), "token", token_id)
+        row = found(await kasal.views.tokens.get(group_id(), token_id), "token", token_id)
         return to_struct(row, TokenRead)
 
     @delete("/{token_id:uuid}", summary="Revoke an access token", status_code=204, opt=ADMIN_ONLY)
-    async def revoke(self, core: Core, token_id: UUID) -> Response[None]:
+    async def revoke(self, kasal: Kasal, token_id: UUID) -> Response[None]:
         """Revoke a token at once: requests bearing it are answered 401 from now on."""
-        tokens = core.get(TokensFeature)
-        written = await core.run(tokens.service.revoke, token_id)
-        headers = await settle(core, written)
+        written = await kasal.run(kasal.services.tokens.revoke, token_id)
+        headers = await settle(kasal, written)
         # After settling the row is gone, so nothing can re-cache the token once forgotten.
-        tokens.lookup.forget(str(token_id))
+        kasal.token_lookup.forget(str(token_id))
         headers.pop("ETag", None)
         return Response(None, status_code=204, headers=headers)

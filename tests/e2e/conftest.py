@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,17 +24,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTakenError(RuntimeError):
+    """Between picking a free port and binding it, another process took it."""
+
+
 class ServerProcess:
     """One service process; ``restart`` keeps the same database and port."""
 
     def __init__(self, database_url: str, home: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self.home = home
         self.env = {
             **os.environ,
             "KASAL_DATABASE_URL": database_url,
-            "KASAL_PORT": str(self.port),
             "KASAL_HOME": str(home),
             "KASAL_SECRET_KEY": "e2e-secret-key",
             "KASAL_LOG_LEVEL": "WARNING",
@@ -41,9 +43,26 @@ class ServerProcess:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.log = home / "server.log"
+        self._use_port(free_port())
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.env["KASAL_PORT"] = str(port)
 
     def start(self, timeout: float = 60) -> None:
+        """Start and wait for health; a port another process took meanwhile is swapped for a new one."""
+        for _ in range(3):
+            try:
+                self._start(timeout)
+                return
+            except PortTakenError:
+                self._use_port(free_port())
+        self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        offset = self.log.stat().st_size if self.log.exists() else 0
         log = self.log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "interface.cli", "serve"], cwd=ROOT, env=self.env,
@@ -52,14 +71,26 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+                output = self.log.read_text()[offset:]
+                if "address already in use" in output:
+                    raise PortTakenError(output)
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{output[-3000:]}")
             try:
-                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                # A server of another test that took the port would answer too: ours must hold it.
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200 and self._listening():
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not become healthy:\n{self.log.read_text()[-3000:]}")
+
+    def _listening(self) -> bool:
+        assert self.process is not None
+        try:
+            connections = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in connections)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 
-import anyio.to_thread
 import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
 from application.api_keys import ApiKeyDecryptionError
 from interface.app import create_app
-from interface.http.api_keys import ApiKeysFeature
+from interface.wiring import wire
 
 pytestmark = pytest.mark.anyio
 
@@ -26,12 +25,8 @@ CONTRACT_KEY = {"name": "OpenAI API Key", "service": "openai", "key": "sk-..."}
 CONTRACT_UPDATE = {"name": "Updated OpenAI Key", "key": "sk-new-key..."}
 
 
-def _feature(client) -> ApiKeysFeature:
-    return client.app.state.kasal.get(ApiKeysFeature)
-
-
 async def _credentials(client, group: str = "local") -> dict[str, str]:
-    return await anyio.to_thread.run_sync(_feature(client).credentials_for, group)
+    return await client.app.state.kasal.services.credentials.credentials(group)
 
 
 async def _everything_persisted(database_url: str) -> str:
@@ -159,18 +154,18 @@ async def test_a_key_name_wins_over_another_keys_service(client) -> None:
     assert credentials["openai"] == "sk-by-name-0001" and credentials["OPENAI_API_KEY"] == "sk-by-service-0002"
 
 
-async def test_async_credentials_match_the_sync_ones(client) -> None:
+async def test_a_key_is_handed_over_under_its_name_and_its_service(client) -> None:
     await client.post("/api/v1/api-keys", json={"name": "DATABRICKS_TOKEN", "key": SECRET})
-    assert await _feature(client).credentials("local") == await _credentials(client) == {
+    assert await _credentials(client) == {
         "DATABRICKS_TOKEN": SECRET, "databricks": SECRET,
     }
 
 
 async def test_keys_stored_under_another_encryption_key_fail_loudly_naming_the_key(settings) -> None:
-    async with AsyncTestClient(app=create_app(settings)) as first:
+    async with AsyncTestClient(app=create_app(wire(settings))) as first:
         await first.post("/api/v1/api-keys", json={"name": "OPENAI_API_KEY", "key": SECRET})
     changed = settings.with_(secret_key="a-different-secret-key-entirely")
-    async with AsyncTestClient(app=create_app(changed)) as second:
+    async with AsyncTestClient(app=create_app(wire(changed))) as second:
         listing = (await second.get("/api/v1/api-keys")).json()
         assert listing["items"][0]["value"] == "Set"
         with pytest.raises(ApiKeyDecryptionError, match="OPENAI_API_KEY"):
@@ -193,11 +188,11 @@ async def test_local_mode_without_a_secret_key_generates_a_key_file_and_says_so(
     logger.addHandler(collected)
     local = settings.with_(secret_key=None)
     try:
-        async with AsyncTestClient(app=create_app(local)) as first:
+        async with AsyncTestClient(app=create_app(wire(local))) as first:
             await first.post("/api/v1/api-keys", json={"name": "OPENAI_API_KEY", "key": SECRET})
     finally:
         logger.removeHandler(collected)
     assert (local.home / "secret.key").exists()
     assert collected.messages == [f"API keys: generated a new local encryption key file {local.home / 'secret.key'}"]
-    async with AsyncTestClient(app=create_app(local)) as second:
+    async with AsyncTestClient(app=create_app(wire(local))) as second:
         assert await _credentials(second) == {"OPENAI_API_KEY": SECRET, "openai": SECRET}

@@ -10,7 +10,6 @@ from application.crews import CrewService
 from application.store import KasalStore, postgres_env
 from domain.context import Actor, acting_as
 from domain.errors import ConflictError
-from interface.core import Feature
 
 pytestmark = pytest.mark.anyio
 
@@ -270,42 +269,23 @@ async def test_operators_may_debug_but_not_create_crews(settings) -> None:
     from litestar.testing import AsyncTestClient
 
     from interface.app import create_app
+    from interface.wiring import wire
 
-    app = create_app(settings, {"authenticator": OperatorAuthenticator()})
+    app = create_app(wire(settings, authenticator=OperatorAuthenticator()))
     async with AsyncTestClient(app=app) as operator:
         debug = await operator.post("/api/v1/crews/debug", json={"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML})
         assert debug.status_code == 200 and debug.json()["valid"] is True
         assert (await operator.post("/api/v1/crews", json=CONTRACT_CREW)).status_code == 403
 
 
-class FakeToolsFeature(Feature):
-    """A tools catalogue with one enabled and one disabled tool."""
-
-    name = "tools"
-
-    async def tool_names(self, group_id: str) -> tuple[set[str], set[str]]:
-        return {"search_tool"}, {"dalle_tool"}
-
-
-class FakeModelsFeature(Feature):
-    name = "models"
-
-    async def model_names(self, group_id: str) -> set[str]:
-        return {"offline/echo"}
-
-
-async def test_debug_checks_tools_and_models_against_installed_catalogues(settings) -> None:
-    from litestar.testing import AsyncTestClient
-
-    from interface.app import create_app
-    from interface.features import FEATURES
-
-    real = [f for f in FEATURES if f.name not in ("tools", "models")]
-    app = create_app(settings, {"features": [*real, FakeToolsFeature, FakeModelsFeature]})
-    agents = {"a": {"role": "r", "goal": "g", "backstory": "b", "llm": "gpt-9", "tools": ["search_tool", "dalle_tool", "nope"]}}
+async def test_debug_checks_tools_and_models_against_the_groups_catalogue(client) -> None:
+    tools = (await client.get("/api/v1/tools")).json()["items"]
+    dalle = next(tool["id"] for tool in tools if tool["name"] == "DallETool")
+    assert (await client.patch(f"/api/v1/tools/{dalle}/toggle-enabled")).status_code == 200
+    agents = {"a": {"role": "r", "goal": "g", "backstory": "b", "llm": "gpt-9",
+                    "tools": ["SerperDevTool", "DallETool", "nope"]}}
     tasks = {"t": {"description": "d", "expected_output": "o", "agent": "a"}}
-    async with AsyncTestClient(app=app) as client:
-        report = await _debug(client, {"agents_yaml": agents, "tasks_yaml": tasks})
+    report = await _debug(client, {"agents_yaml": agents, "tasks_yaml": tasks})
     messages = {e["path"]: e["message"] for e in report["errors"]}
     assert set(messages) == {"agents_yaml.a.llm", "agents_yaml.a.tools[1]", "agents_yaml.a.tools[2]"}
     assert "disabled" in messages["agents_yaml.a.tools[1]"] and "unknown" in messages["agents_yaml.a.tools[2]"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -82,10 +83,8 @@ def _start_owner_process(data_dir: Path) -> subprocess.Popen[str]:
 
 def _kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         psutil.Process(pid).wait(10)
-    except psutil.NoSuchProcess:
-        pass
 
 
 def test_data_survives_restart(data_dir: Path) -> None:

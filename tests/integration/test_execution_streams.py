@@ -11,13 +11,18 @@ import json
 import queue
 import threading
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 from litestar.exceptions import WebSocketDisconnect
+from litestar.testing import AsyncTestClient
 
 from domain.execution_progress import LogLine
+from interface.app import create_app
+from interface.settings import Settings
+from interface.wiring import wire
 from tests.integration.test_executions_api import Runner, start
 
 pytestmark = pytest.mark.anyio
@@ -178,9 +183,16 @@ async def test_sse_resumes_after_last_event_id_or_after(client) -> None:
     assert [e.get("id") for e in by_query] == ["4", None]
 
 
-async def test_sse_follows_new_lines_with_heartbeats_while_idle(client) -> None:
+@pytest.fixture
+async def quick_heartbeats(settings: Settings) -> AsyncIterator[Any]:
+    """A client of a service whose idle streams send a heartbeat every 0.2 s."""
+    async with AsyncTestClient(app=create_app(wire(settings, log_heartbeat_s=0.2))) as client:
+        yield client
+
+
+async def test_sse_follows_new_lines_with_heartbeats_while_idle(quick_heartbeats: Any) -> None:
+    client = quick_heartbeats
     execution_id, runner = await running_execution(client, 1)
-    runner.feature.heartbeat_s = 0.2
     stream = LiveSse(client, f"/api/v1/execution-logs/{execution_id}/sse")
     try:
         first = stream.next_event()

@@ -8,8 +8,8 @@ way the real runner will, and every read API is checked against what it did.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -19,13 +19,24 @@ from litestar.testing import AsyncTestClient
 
 from application.executions import ExecutionJob
 from domain.context import Actor, acting_as
-from domain.execution import RESTART_MESSAGE, Execution, TransitionError
+from domain.execution import Execution, TransitionError
 from domain.execution_progress import (
-    AgentCompleted, AgentStarted, CrewStarted, LlmCall, LogLine, Observation, TaskCompleted, TaskStarted, ToolUsed,
+    AgentCompleted,
+    AgentStarted,
+    CrewStarted,
+    LlmCall,
+    LogLine,
+    Observation,
+    TaskCompleted,
+    TaskStarted,
+    ToolUsed,
 )
 from interface.app import create_app
-from interface.http.executions import ExecutionsFeature
+from interface.wiring import Kasal, wire
 from projections.engine import Projector
+from projections.execution_logs import ExecutionLogsProjection
+from projections.execution_trace import ExecutionTraceProjection
+from projections.executions import ExecutionsProjection
 
 pytestmark = pytest.mark.anyio
 
@@ -56,9 +67,8 @@ class Runner:
 
     def __init__(self, client: Any, runner_id: str = "runner-1") -> None:
         self.client = client
-        self.core = client.app.state.kasal
-        self.feature: ExecutionsFeature = self.core.get(ExecutionsFeature)
-        self.service = self.feature.service
+        self.core: Kasal = client.app.state.kasal
+        self.service = self.core.services.executions
         self.runner_id = runner_id
 
     async def as_group(self, group: str, fn: Any, *args: Any) -> Any:
@@ -189,7 +199,7 @@ async def test_operators_may_start_and_cancel_executions(settings) -> None:
         async def authenticate(self, headers: Any, correlation_id: str) -> Actor:
             return Actor(group_id="ops", actor="op@example.com", role="operator", correlation_id=correlation_id)
 
-    async with AsyncTestClient(app=create_app(settings, {"authenticator": Operator()})) as operator:
+    async with AsyncTestClient(app=create_app(wire(settings, authenticator=Operator()))) as operator:
         started = await start(operator, group="ops")
         assert (await operator.post(f"/api/v1/executions/{started['execution_id']}/cancel")).status_code == 200
         assert (await operator.post("/api/v1/agents", json={"role": "r", "goal": "g", "backstory": "b"})).status_code == 403
@@ -351,7 +361,8 @@ async def test_rebuilding_the_execution_read_models_gives_the_same_rows(client) 
 
     live = await anyio.to_thread.run_sync(rows)
     runner.core.projector.stop()
-    rebuilt = Projector(runner.core.database_url, runner.core.store, runner.feature.projections())
+    projections = [ExecutionsProjection(), ExecutionLogsProjection(), ExecutionTraceProjection()]
+    rebuilt = Projector(runner.core.database_url, runner.core.store, projections)
     await anyio.to_thread.run_sync(rebuilt.rebuild)
     assert await anyio.to_thread.run_sync(rows) == live
     assert len(live["rm_executions"]) == 2 and live["rm_execution_logs"] and live["rm_execution_spans"]
@@ -373,7 +384,7 @@ async def test_cancelling_a_running_execution_asks_its_runner_to_stop(client) ->
     runner = Runner(client)
     job = await runner.run_until_running()
     heard: list[str] = []
-    runner.feature.cancellations.register(job.execution_id, heard.append)
+    runner.core.cancellations.register(job.execution_id, heard.append)
     response = await client.post(f"/api/v1/executions/{started['execution_id']}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "RUNNING"
     assert heard == ["Cancelled by local-admin"]
@@ -405,29 +416,31 @@ async def test_force_stop_cancels_a_running_execution_at_once(client) -> None:
     assert (await client.get(f"/api/v1/executions/{started['execution_id']}")).json()["status"] == "CANCELLED"
 
 
-async def test_recovery_after_a_restart_cancels_what_the_previous_process_left_unfinished(settings) -> None:
-    async with AsyncTestClient(app=create_app(settings)) as before:
-        running = (await start(before))["execution_id"]
-        await Runner(before).run_until_running()
-        pending = (await start(before))["execution_id"]
-    async with AsyncTestClient(app=create_app(settings)) as after:
-        runner = Runner(after)
-        recovered = await anyio.to_thread.run_sync(runner.service.recover_orphans)
-        assert sorted(map(str, recovered)) == sorted([pending, running])
-        for execution_id in (pending, running):
-            shown = (await after.get(f"/api/v1/execution-history/{execution_id}", headers=runner.fresh())).json()
-            assert shown["status"] == "CANCELLED"
-            assert shown["timeline"][-1]["message"] == RESTART_MESSAGE
-            assert shown["timeline"][-1]["actor"] == "system:recovery"
-
-
 # -- tenancy -------------------------------------------------------------------
 
 
+async def a_stored_text(client: Any, runner: Runner, execution_id: str) -> str:
+    """The sha256 of a text long enough to be kept outside the events, as its owner sees it."""
+    job_id = uuid.UUID(execution_id)
+    await runner.progress(job_id, [LlmCall(at=T0 + 4, model="offline/echo", prompt="P" * 50_000, response="ok",
+                                           prompt_tokens=1, completion_tokens=1, latency_ms=1, cost=None,
+                                           agent=None, task=None)])
+    trace = (await client.get(f"/api/v1/execution-trace/{execution_id}", headers=runner.fresh())).json()
+    prompts = [s["attributes"]["prompt"] for s in trace["spans"] if s["type"] == "llm_call"]
+    return str(next(p["sha256"] for p in prompts if isinstance(p, dict) and p["size"] == 50_000))
+
+
 async def test_another_groups_execution_is_404_on_every_path(client) -> None:
-    execution_id, runner = await run_to_completion(client)
+    started = await start(client)
+    runner = Runner(client)
+    job = await runner.run_until_running()
+    execution_id = started["execution_id"]
+    await runner.progress(job.execution_id, crew_script())
+    sha = await a_stored_text(client, runner, execution_id)
+    await runner.complete(job.execution_id, '{"answer": 42}')
+    content = f"/api/v1/execution-trace/{execution_id}/content/{sha}"
+    assert (await client.get(content, headers=runner.fresh())).status_code == 200
     other = {**runner.fresh(), "X-Group-Id": "other"}
-    sha = "0" * 64
     for path in (f"/api/v1/executions/{execution_id}", f"/api/v1/executions/{execution_id}/status",
                  f"/api/v1/execution-history/{execution_id}", f"/api/v1/execution-logs/{execution_id}",
                  f"/api/v1/execution-logs/{execution_id}/sse", f"/api/v1/sse/executions/{execution_id}/stream",
@@ -440,3 +453,6 @@ async def test_another_groups_execution_is_404_on_every_path(client) -> None:
         assert response.status_code == 404, alias
     assert (await client.get("/api/v1/executions", headers=other)).json()["total"] == 0
     assert (await client.get("/api/v1/execution-history", headers=other)).json()["total"] == 0
+    theirs = (await start(client, group="other"))["execution_id"]
+    through_their_own = f"/api/v1/execution-trace/{theirs}/content/{sha}"
+    assert (await client.get(through_their_own, headers=other)).status_code == 404

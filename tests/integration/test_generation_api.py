@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import litellm
 import pytest
 from litestar.testing import AsyncTestClient
 
+from application.ports import ModelClient, ModelCompletion
 from interface.app import create_app
-from interface.http.generation import GenerationFeature, LiteLLMModelClient
+from interface.model_client import LiteLLMModelClient
+from interface.settings import Settings
+from interface.wiring import wire
 from tests.fakes import FakeModelClient, ScriptedCompletion
 
 pytestmark = pytest.mark.anyio
@@ -33,8 +37,25 @@ CREW_URL = "/api/v1/crew-generation/generate"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
-def _feature(client: Any) -> GenerationFeature:
-    return client.app.state.kasal.get(GenerationFeature)
+class SwappableModelClient:
+    """The model client the app is wired with: LiteLLM, until a test puts its own in ``model_client``."""
+
+    def __init__(self) -> None:
+        self.model_client: ModelClient = LiteLLMModelClient()
+
+    def complete(self, model: str, messages: Sequence[Mapping[str, Any]], credentials: Mapping[str, str], *,
+                 mock_response: str | None = None) -> ModelCompletion:
+        return self.model_client.complete(model, messages, credentials, mock_response=mock_response)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[Any]:
+    async with AsyncTestClient(app=create_app(wire(settings, model_client=SwappableModelClient()))) as test_client:
+        yield test_client
+
+
+def _model(client: Any) -> SwappableModelClient:
+    return client.app.state.kasal.services.generation.model_client
 
 
 async def _store_openai_key(client: Any) -> None:
@@ -45,7 +66,7 @@ async def _store_openai_key(client: Any) -> None:
 
 def _script(client: Any, *replies: str) -> ScriptedCompletion:
     scripted = ScriptedCompletion(*replies)
-    _feature(client).model_client = LiteLLMModelClient(scripted)
+    _model(client).model_client = LiteLLMModelClient(scripted)
     return scripted
 
 
@@ -116,7 +137,7 @@ async def test_saving_the_same_crew_twice_numbers_the_second_name(client) -> Non
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_a_generated_crew_runs_to_completed_with_the_offline_model(settings) -> None:
-    async with AsyncTestClient(app=create_app(settings.with_(run_workers=True))) as client:
+    async with AsyncTestClient(app=create_app(wire(settings.with_(run_workers=True)))) as client:
         saved = (await client.post(CREW_URL, json={"description": "Explain event sourcing briefly",
                                                    "model": "offline/echo", "save": True})).json()
         started = (await client.post("/api/v1/executions", json={"crew_id": saved["crew_id"]})).json()
@@ -190,7 +211,7 @@ async def test_a_provider_failure_is_a_bad_gateway_with_its_message_and_no_secre
         raise litellm.RateLimitError(message=f"Rate limit reached for key {SECRET}", llm_provider="openai",
                                      model="gpt-4o-mini")
 
-    _feature(client).model_client = LiteLLMModelClient(failing)
+    _model(client).model_client = LiteLLMModelClient(failing)
     response = await client.post(AGENT_URL, json={"description": "Plan trips", "model": "gpt-4o-mini"})
     assert response.status_code == 502
     assert response.json()["type"] == "model_provider_error"
@@ -229,14 +250,14 @@ async def test_the_groups_own_template_is_the_prompt(client) -> None:
     template = {"name": "generate_agent", "template": "House style. Wanted: {description}. Tools: {tools}"}
     assert (await client.post("/api/v1/templates", json=template)).status_code == 201
     model = FakeModelClient(AGENT_JSON)
-    _feature(client).model_client = model
+    _model(client).model_client = model
     await client.post(AGENT_URL, json={"description": "Plan trips", "model": "offline/echo"})
     assert model.calls[0].messages[-1]["content"].startswith("House style. Wanted: Plan trips. Tools: [")
 
 
 async def test_task_generation_tells_the_model_about_the_agent(client) -> None:
     model = FakeModelClient(json.dumps({"name": "T", "description": "D", "expected_output": "O"}))
-    _feature(client).model_client = model
+    _model(client).model_client = model
     agent = {"name": "Ana", "role": "Data Analyst", "goal": "Find trends"}
     response = await client.post(TASK_URL, json={"description": "Analyse sales", "model": "offline/echo",
                                                  "agent": agent})

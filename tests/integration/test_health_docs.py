@@ -1,4 +1,4 @@
-"""``/health`` and the API documentation (DESIGN §5)."""
+"""``/health`` and the API documentation."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from litestar.testing import AsyncTestClient
 from psycopg.conninfo import conninfo_to_dict
 
 from interface.app import create_app
+from interface.wiring import wire
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +26,7 @@ async def test_a_running_service_is_healthy(client) -> None:
 
 
 async def test_health_is_503_naming_the_database_when_it_is_gone(settings, databases) -> None:
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    async with AsyncTestClient(app=create_app(wire(settings))) as client:
         assert (await client.get("/health")).status_code == 200
         name = conninfo_to_dict(settings.database_url)["dbname"]
         with psycopg.connect(databases.server_url, autocommit=True) as admin:
@@ -46,7 +47,7 @@ async def test_the_documentation_is_served(client, path) -> None:
 
 @pytest.mark.parametrize("path", DOCS)
 async def test_documentation_can_be_turned_off(settings, path) -> None:
-    async with AsyncTestClient(app=create_app(settings.with_(docs_enabled=False))) as client:
+    async with AsyncTestClient(app=create_app(wire(settings.with_(docs_enabled=False)))) as client:
         assert (await client.get(path)).status_code == 404
 
 

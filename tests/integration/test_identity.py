@@ -1,4 +1,4 @@
-"""Identity and roles (DESIGN §6): local mode, service tokens, Databricks Apps headers."""
+"""Identity and roles: local mode, service tokens, Databricks Apps headers."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from application.tokens import TokenService
 from domain.context import Actor, acting_as
 from interface.app import create_app
 from interface.cli import serve
-from interface.cli_tokens import tokens as tokens_command
-from interface.http.auth import CachingTokenLookup, personal_group
+from interface.cli import tokens as tokens_command
+from interface.identity import CachingTokenLookup, personal_group
 from interface.settings import Settings
+from interface.wiring import wire
 from projections.access_tokens import TokenIdentity
 
 pytestmark = pytest.mark.anyio
@@ -40,13 +41,13 @@ async def issue(client: AsyncTestClient[Any], group: str, role: str) -> str:
 
 @pytest.fixture
 async def token_client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(settings.with_(auth_mode="token"))) as client:
+    async with AsyncTestClient(app=create_app(wire(settings.with_(auth_mode="token")))) as client:
         yield client
 
 
 @pytest.fixture
 async def databricks_client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(settings.with_(auth_mode="databricks"))) as client:
+    async with AsyncTestClient(app=create_app(wire(settings.with_(auth_mode="databricks")))) as client:
         yield client
 
 
@@ -176,7 +177,7 @@ async def test_a_cli_token_works_in_token_mode_until_the_cli_revokes_it(settings
     token = next(line.split()[-1] for line in printed.splitlines() if line.startswith("token:"))
     token_id = next(line.split()[-1] for line in printed.splitlines() if line.startswith("token id:"))
 
-    async with AsyncTestClient(app=create_app(settings.with_(auth_mode="token"))) as client:
+    async with AsyncTestClient(app=create_app(wire(settings.with_(auth_mode="token")))) as client:
         listing = await client.get("/api/v1/agents", headers=bearer(token))
         assert listing.status_code == 200
         assert (await client.post("/api/v1/agents", json=AGENT, headers=bearer(token))).status_code == 403
@@ -186,7 +187,7 @@ async def test_a_cli_token_works_in_token_mode_until_the_cli_revokes_it(settings
     assert tokens_command(argparse.Namespace(action="revoke", group="ops", id=uuid.UUID(token_id)), settings) == 0
     assert tokens_command(argparse.Namespace(action="revoke", group="ops", id=uuid.UUID(token_id)), settings) == 1
 
-    async with AsyncTestClient(app=create_app(settings.with_(auth_mode="token"))) as client:
+    async with AsyncTestClient(app=create_app(wire(settings.with_(auth_mode="token")))) as client:
         assert (await client.get("/api/v1/agents", headers=bearer(token))).status_code == 401
 
 

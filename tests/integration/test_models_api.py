@@ -11,8 +11,8 @@ from litestar.testing import AsyncTestClient
 
 from domain.context import Actor
 from interface.app import create_app
-from interface.http.models import ModelsFeature
 from interface.settings import Settings
+from interface.wiring import wire
 
 pytestmark = pytest.mark.anyio
 
@@ -38,8 +38,8 @@ class FakeAuthenticator:
 
 
 @asynccontextmanager
-async def running(settings: Settings, **overrides: Any) -> AsyncIterator[Any]:
-    async with AsyncTestClient(app=create_app(settings, overrides=overrides or None)) as client:
+async def running(settings: Settings, **parts: Any) -> AsyncIterator[Any]:
+    async with AsyncTestClient(app=create_app(wire(settings, **parts))) as client:
         yield client
 
 
@@ -200,7 +200,7 @@ async def test_a_restart_keeps_an_admins_changes_and_records_nothing_new(setting
 async def test_other_features_can_resolve_the_models_a_group_may_run(client) -> None:
     await client.patch("/api/v1/models/gpt-4o/toggle", json={"enabled": False}, headers=A)
     await client.post("/api/v1/models", json={**CONTRACT_MODEL, "api_key_name": "OPENAI_API_KEY"}, headers=A)
-    models = client.app.state.kasal.get(ModelsFeature)
+    models = client.app.state.kasal.views.models
     names = await models.model_names("group-a")
     assert {"offline/echo", "custom-gpt-4", "claude-sonnet-4", "anthropic/claude-sonnet-4-20250514"} <= names
     assert "gpt-4o" not in names and "gpt-4o" in await models.model_names("group-b")

@@ -1,5 +1,10 @@
-"""Whatever a client sends, the answer is a deliberate status with a JSON body, never a 500
-(issue §4); request ids tie each response to the events it wrote."""
+"""Whatever a client sends, the answer is the status the README documents with a JSON body in
+its documented shape, never a 500; request ids tie each response to the events it wrote.
+
+The README's promise: validation errors are 422 in pydantic's shape
+(``{"detail": [{"type", "loc", "msg", "input"}, …]}``); domain errors are
+``{"detail", "type", "errors"}``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from litestar import get
 from litestar.testing import AsyncTestClient
 
-from interface.app import create_app
-from interface.core import Feature
-from interface.http.agents import AgentsFeature
+from interface.app import ROUTE_HANDLERS, create_app
+from interface.wiring import wire
 
 pytestmark = pytest.mark.anyio
 
@@ -22,67 +28,89 @@ AGENT = {"role": "Researcher", "goal": "Find facts", "backstory": "Curious"}
 JSON = {"content-type": "application/json"}
 
 
-def assert_json_error(response: Any, status: int) -> dict[str, Any]:
+def assert_json(response: Any, status: int) -> Any:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert "detail" in body
+    return response.json()
+
+
+def assert_validation_error(response: Any, loc: list[str] | None = None) -> list[dict[str, Any]]:
+    """422 in pydantic's shape; with ``loc``, one of the errors is about that place."""
+    detail = assert_json(response, 422)["detail"]
+    assert isinstance(detail, list) and detail, detail
+    for error in detail:
+        assert {"type", "loc", "msg", "input"} <= error.keys(), error
+        assert isinstance(error["type"], str) and error["type"], error
+        assert isinstance(error["loc"], list) and error["loc"][0] in {"body", "query", "path", "header"}, error
+        assert isinstance(error["msg"], str) and error["msg"], error
+    if loc is not None:
+        assert loc in [error["loc"] for error in detail], detail
+    return detail
+
+
+def assert_domain_error(response: Any, status: int, error_type: str) -> dict[str, Any]:
+    """A domain error: ``{detail, type, errors}`` with a sentence, a stable type and a list."""
+    body = assert_json(response, status)
+    assert body.keys() == {"detail", "type", "errors"}, body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    assert body["type"] == error_type and isinstance(body["errors"], list), body
     return body
 
 
 async def test_malformed_json_is_422_json_invalid(client) -> None:
-    body = assert_json_error(await client.post("/api/v1/agents", content=b'{"role": ', headers=JSON), 422)
-    assert body["detail"][0]["type"] == "json_invalid"
+    detail = assert_validation_error(await client.post("/api/v1/agents", content=b'{"role": ', headers=JSON),
+                                     ["body"])
+    assert detail[0]["type"] == "json_invalid"
 
 
 async def test_a_wrong_type_is_422_naming_the_field(client) -> None:
-    body = assert_json_error(await client.post("/api/v1/agents", json={**AGENT, "max_iter": "many"}), 422)
-    assert body["detail"][0]["loc"] == ["body", "max_iter"]
+    assert_validation_error(await client.post("/api/v1/agents", json={**AGENT, "max_iter": "many"}),
+                            ["body", "max_iter"])
 
 
 async def test_a_json_array_instead_of_an_object_is_422(client) -> None:
-    assert_json_error(await client.post("/api/v1/agents", json=[AGENT]), 422)
+    assert_validation_error(await client.post("/api/v1/agents", json=[AGENT]), ["body"])
 
 
 async def test_an_empty_body_is_422(client) -> None:
-    assert_json_error(await client.post("/api/v1/agents", content=b"", headers=JSON), 422)
+    assert_validation_error(await client.post("/api/v1/agents", content=b"", headers=JSON), ["body"])
 
 
 async def test_a_body_over_the_limit_is_413_with_a_json_body(client, settings) -> None:
     huge = b'{"role": "' + b"x" * settings.max_body_bytes + b'"}'
-    body = assert_json_error(await client.post("/api/v1/agents", content=huge, headers=JSON), 413)
-    assert body["type"] == "request_too_large"
+    assert_domain_error(await client.post("/api/v1/agents", content=huge, headers=JSON), 413, "request_too_large")
 
 
 async def test_an_unknown_enum_value_is_422(client) -> None:
-    body = assert_json_error(await client.post("/api/v1/tokens", json={"role": "superuser"}), 422)
-    assert body["detail"][0]["loc"] == ["body", "role"]
+    assert_validation_error(await client.post("/api/v1/tokens", json={"role": "superuser"}), ["body", "role"])
 
 
 async def test_a_malformed_uuid_in_the_path_is_404_json(client) -> None:
-    assert_json_error(await client.get("/api/v1/agents/not-a-uuid"), 404)
-    assert_json_error(await client.delete("/api/v1/agents/123"), 404)
+    assert_domain_error(await client.get("/api/v1/agents/not-a-uuid"), 404, "not_found")
+    assert_domain_error(await client.delete("/api/v1/agents/123"), 404, "not_found")
 
 
 async def test_an_unknown_route_is_404_json(client) -> None:
-    assert assert_json_error(await client.get("/api/v1/no-such-thing"), 404)["type"] == "not_found"
+    assert_domain_error(await client.get("/api/v1/no-such-thing"), 404, "not_found")
 
 
 async def test_a_wrong_method_is_405_json(client) -> None:
-    assert assert_json_error(await client.patch("/api/v1/agents", json=AGENT), 405)["type"] == "method_not_allowed"
+    assert_domain_error(await client.patch("/api/v1/agents", json=AGENT), 405, "method_not_allowed")
 
 
-async def test_an_out_of_range_page_size_is_a_client_error(client) -> None:
-    response = await client.get("/api/v1/agents", params={"limit": 100_000})
-    assert 400 <= response.status_code < 500 and "detail" in response.json()
+@pytest.mark.parametrize(("params", "loc"), [
+    ({"limit": 100_000}, ["query", "limit"]),
+    ({"limit": 0}, ["query", "limit"]),
+    ({"offset": -1}, ["query", "offset"]),
+])
+async def test_an_out_of_range_page_is_422_naming_the_parameter(client, params, loc) -> None:
+    assert_validation_error(await client.get("/api/v1/agents", params=params), loc)
 
 
 async def test_nul_characters_are_refused_and_reads_keep_working(client) -> None:
-    refused = await client.post("/api/v1/agents", json={**AGENT, "role": "a\u0000b"})
-    assert_json_error(refused, 422)
-    nested = await client.post("/api/v1/agents", json={**AGENT, "tool_configs": {"k\u0000": 1}})
-    assert_json_error(nested, 422)
-    assert_json_error(await client.get("/api/v1/agents", params={"name": "a\u0000"}), 422)
+    assert_validation_error(await client.post("/api/v1/agents", json={**AGENT, "role": "a\u0000b"}))
+    assert_validation_error(await client.post("/api/v1/agents", json={**AGENT, "tool_configs": {"k\u0000": 1}}))
+    assert_validation_error(await client.get("/api/v1/agents", params={"name": "a\u0000"}))
 
     created = await client.post("/api/v1/agents", json={**AGENT, "role": "a back\\slash \\u0000 text"})
     assert created.status_code == 201
@@ -98,7 +126,7 @@ AGENT_FIELDS = ["name", "llm", "tools", "tool_configs", "max_iter", "max_rpm", "
                 "allow_delegation", "temperature", "function_calling_llm", "max_retry_limit", "allow_code_execution"]
 agent_like = st.fixed_dictionaries(
     {key: st.text(min_size=1, max_size=40) for key in ("role", "goal", "backstory")},
-    optional={key: json_values for key in AGENT_FIELDS},
+    optional=dict.fromkeys(AGENT_FIELDS, json_values),
 )
 some_agent_keys = st.dictionaries(st.sampled_from(["role", "goal", "backstory", *AGENT_FIELDS]), json_values)
 bodies = st.one_of(json_values, agent_like, some_agent_keys)
@@ -109,7 +137,9 @@ bodies = st.one_of(json_values, agent_like, some_agent_keys)
 async def test_any_json_body_gets_201_or_422_and_created_agents_are_readable(client, body) -> None:
     response = await client.post("/api/v1/agents", json=body)
     assert response.status_code in {201, 422}, response.text
-    if response.status_code == 201:
+    if response.status_code == 422:
+        assert_validation_error(response)
+    else:
         assert (await client.get(f"/api/v1/agents/{response.json()['id']}")).status_code == 200
 
 
@@ -120,13 +150,6 @@ async def test_any_json_body_gets_201_or_422_and_created_agents_are_readable(cli
 def explode() -> None:
     """A route with a bug in it."""
     raise RuntimeError("secret internals: password=hunter2")
-
-
-class ExplodingFeature(Feature):
-    name = "exploding"
-
-    def route_handlers(self) -> list[Any]:
-        return [explode]
 
 
 class Remembered(logging.Handler):
@@ -143,7 +166,7 @@ async def test_an_unexpected_error_is_500_without_internals_and_logged_with_trac
     server_log, remembered = logging.getLogger("kasal.http"), Remembered()
     server_log.addHandler(remembered)
     try:
-        app = create_app(settings, overrides={"features": [AgentsFeature, ExplodingFeature]})
+        app = create_app(wire(settings), route_handlers=[*ROUTE_HANDLERS, explode])
         async with AsyncTestClient(app=app) as client:
             response = await client.get("/api/v1/explode")
     finally:

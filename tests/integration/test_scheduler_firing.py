@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -18,14 +18,11 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from application.executions import ExecutionService
-from application.schedules import FireOutcome
+from application.schedules import FireOutcome, SchedulerService
 from application.store import KasalStore, postgres_env
 from interface.app import create_app
-from interface.core import Core
-from interface.http.executions import ExecutionsFeature
-from interface.http.schedules import SchedulesFeature
 from interface.settings import Settings
-from projections.executions import ExecutionIndexQueries
+from interface.wiring import Kasal, wire
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -37,11 +34,11 @@ BASE = "/api/v1/scheduler/schedules"
 
 
 def at(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 def app_for(settings: Settings, clock: FakeClock) -> Any:
-    return create_app(settings, {"core_hook": lambda core: core.get(SchedulesFeature).use_clock(clock)})
+    return create_app(wire(settings, clock=clock))
 
 
 @pytest.fixture
@@ -55,19 +52,19 @@ async def client(settings: Settings, clock: FakeClock) -> AsyncIterator[Any]:
         yield test_client
 
 
-def core_of(client: Any) -> Core:
+def core_of(client: Any) -> Kasal:
     return client.app.state.kasal
 
 
 async def tick(client: Any, now: datetime) -> list[FireOutcome]:
     """One scheduler pass at ``now``; returns once the read models include what it did."""
     core = core_of(client)
-    outcomes = await core.get(SchedulesFeature).tick(now)
+    outcomes = await core.scheduler.tick(now)
     await settled(core, outcomes)
     return outcomes
 
 
-async def settled(core: Core, outcomes: list[FireOutcome] | None = None) -> None:
+async def settled(core: Kasal, outcomes: list[FireOutcome] | None = None) -> None:
     """Wait until the read models include ``outcomes`` (default: everything written so far).
 
     The app's event loop is not the test's, so this waits in a thread.
@@ -128,13 +125,12 @@ async def test_two_schedulers_racing_for_the_same_slots_start_one_execution_each
     core = core_of(client)
     schedules = [await create(client, name=f"every 20 minutes {n}", cron_expression="*/20 * * * *")
                  for n in range(3)]
-    feature = core.get(SchedulesFeature)
-    executions = core.get(ExecutionsFeature)
+    scheduler, executions = core.services.scheduler, core.services.executions
     other_store = KasalStore(postgres_env(database_url))
     try:
-        other_executions = ExecutionService(other_store, executions.content, ExecutionIndexQueries(executions.sync_pool))
-        schedulers = [feature.scheduler_for(core.store, executions.service),
-                      feature.scheduler_for(other_store, other_executions)]
+        other_executions = ExecutionService(other_store, executions.content, executions.index)
+        schedulers = [scheduler, SchedulerService(other_store, scheduler.index, scheduler.planner, other_executions,
+                                                  clock, box=scheduler.box)]
         fired: list[FireOutcome] = []
         for step in range(1, 7):  # 08:20, 08:40, … 10:00
             now = at(2025, 5, 1, 8) + timedelta(minutes=20 * step, seconds=1)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
 from interface.app import create_app
-from interface.http.schedules import SchedulesFeature
 from interface.settings import Settings
+from interface.wiring import wire
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +27,7 @@ ALIAS = "/api/v1/schedules"
 
 
 def at(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def client(settings: Settings, clock: FakeClock) -> AsyncIterator[Any]:
-    app = create_app(settings, {"core_hook": lambda core: core.get(SchedulesFeature).use_clock(clock)})
+    app = create_app(wire(settings, clock=clock))
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
 

@@ -7,7 +7,8 @@ from litestar.testing import AsyncTestClient
 
 from domain.errors import NotFoundError
 from interface.app import create_app
-from interface.http.templates import TemplatesFeature
+from interface.wiring import wire
+from projections.templates import TemplateView
 
 pytestmark = pytest.mark.anyio
 
@@ -28,8 +29,8 @@ async def _builtin(client, name: str) -> dict:
     return next(t for t in await _all(client) if t["name"] == name and t["built_in"])
 
 
-def _templates(client) -> TemplatesFeature:
-    return client.app.state.kasal.get(TemplatesFeature)
+def _templates(client) -> TemplateView:
+    return client.app.state.kasal.views.templates
 
 
 async def test_creating_the_contract_template_answers_201_with_its_variables(client) -> None:
@@ -163,11 +164,11 @@ async def test_another_groups_template_is_404(client) -> None:
 
 
 async def test_restarting_seeds_nothing_twice_and_keeps_group_edits(settings) -> None:
-    async with AsyncTestClient(app=create_app(settings)) as first:
+    async with AsyncTestClient(app=create_app(wire(settings))) as first:
         builtin = await _builtin(first, "generate_agent")
         await first.put(f"/api/v1/templates/{builtin['id']}", json={"template": "Ours: {description}"})
         before = await _all(first)
-    async with AsyncTestClient(app=create_app(settings)) as second:
+    async with AsyncTestClient(app=create_app(wire(settings))) as second:
         after = await _all(second)
         assert after == before
         assert await _templates(second).template_for("local", "generate_agent") == "Ours: {description}"

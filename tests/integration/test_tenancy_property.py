@@ -13,13 +13,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 
 from application.tokens import TokenService
 from domain.context import Actor, acting_as
 from interface.app import create_app
 from interface.settings import Settings
+from interface.wiring import wire
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +41,7 @@ operations = st.lists(
 
 @pytest.fixture
 async def token_client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(settings.with_(auth_mode="token"))) as client:
+    async with AsyncTestClient(app=create_app(wire(settings.with_(auth_mode="token")))) as client:
         yield client
 
 

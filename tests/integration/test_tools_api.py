@@ -12,8 +12,8 @@ from litestar.testing import AsyncTestClient
 from application.catalogue_seed import BuiltinTool, seed_catalogue, tool_catalogue
 from domain.tool import Tool, builtin_tool_id
 from interface.app import create_app
-from interface.http.tools import ToolsFeature
 from interface.settings import Settings
+from interface.wiring import wire
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +31,7 @@ B = {"X-Group-Id": "group-b"}
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Any]:
     """A started app on the settings' database; a second one on the same settings is a restart."""
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    async with AsyncTestClient(app=create_app(wire(settings))) as client:
         yield client
 
 
@@ -222,7 +222,7 @@ async def test_other_features_can_ask_which_tools_a_group_may_use(client) -> Non
     tool_id = await serper_id(client)
     await client.patch(f"/api/v1/tools/{tool_id}/toggle-enabled", headers=A)
     await client.post("/api/v1/tools", json=CONTRACT_TOOL, headers=A)
-    tools = client.app.state.kasal.get(ToolsFeature)
+    tools = client.app.state.kasal.views.tools
     enabled, disabled = await tools.tool_names("group-a")
     assert "SerperDevTool" in disabled and "calculator" in enabled and "Custom Search Tool" in enabled
     assert not enabled & disabled

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 
 import msgspec
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from application.crew_config import (
-    MAX_TEXT_BYTES,
     CrewReport,
-    Finding,
     ParsedCrew,
     fill_placeholders,
-    missing_inputs,
-    parse_config_map,
     validate_crew,
 )
-
-from tests.unit.crew_config_helpers import AGENTS_YAML, TASKS_YAML, agent, messages_at, only_error, paths, task
 
 # --- properties --------------------------------------------------------------
 

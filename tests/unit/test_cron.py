@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from application.cron import check_expression, latest_at_or_before, next_after
 from domain.errors import InvalidError
 
-UTC = timezone.utc
+UTC = UTC
 BERLIN = "Europe/Berlin"
 ZONES = ["UTC", BERLIN, "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "America/Santiago"]
 EXPRESSIONS = ["30 2 * * *", "0 9 * * 1-5", "*/15 * * * *", "0 */6 * * *", "15 2,3 * * *", "0 0 1 * *", "45 1 * * 0"]

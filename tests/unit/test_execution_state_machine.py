@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
-from hypothesis import given, settings, strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from application.content import MemoryContentStore
 from application.executions import ExecutionService
@@ -18,13 +19,33 @@ from application.store import KasalStore, memory_env
 from domain.context import Actor, acting_as
 from domain.errors import ConflictError
 from domain.execution import (
-    ALLOWED, CANCELLED, COMPLETED, FAILED, PENDING, PREPARING, RESTART_MESSAGE, RUNNING, TERMINAL, UNFINISHED,
-    Execution, ExecutionStatus, TransitionError, placeholder_run_name, redact,
+    ALLOWED,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    PREPARING,
+    RUNNING,
+    TERMINAL,
+    UNFINISHED,
+    Execution,
+    ExecutionStatus,
+    TransitionError,
+    placeholder_run_name,
 )
 from domain.execution_progress import (
-    AgentCompleted, AgentStarted, CrewStarted, LlmCall, LogLine, Observation, TaskCompleted, TaskFailed,
-    TaskStarted, ToolUsed,
+    AgentCompleted,
+    AgentStarted,
+    CrewStarted,
+    LlmCall,
+    LogLine,
+    Observation,
+    TaskCompleted,
+    TaskFailed,
+    TaskStarted,
+    ToolUsed,
 )
+from domain.redaction import redact
 
 AGENTS = {"researcher": {"role": "Researcher", "goal": "Find {topic}", "backstory": "b"}}
 TASKS = {"research": {"description": "Research {topic}", "expected_output": "A report", "agent": "researcher"}}
@@ -89,7 +110,7 @@ def stored_sizes(store: KasalStore) -> list[int]:
 
 def test_every_status_appears_in_the_table_and_terminal_states_absorb() -> None:
     assert set(ALLOWED) == set(ExecutionStatus)
-    assert TERMINAL == {COMPLETED, FAILED, CANCELLED}
+    assert {COMPLETED, FAILED, CANCELLED} == TERMINAL
     assert all(not ALLOWED[s] for s in TERMINAL)
 
 
@@ -102,7 +123,7 @@ def test_secret_looking_inputs_are_redacted_at_any_depth() -> None:
 
 
 def test_run_name_placeholder_prefers_task_name_then_agent_role_then_timestamp() -> None:
-    now = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    now = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert placeholder_run_name(AGENTS, {"t": {"name": "Write report"}}, now) == "Write report"
     assert placeholder_run_name(AGENTS, TASKS, now) == "research"
     assert placeholder_run_name(AGENTS, {}, now) == "Researcher Run"
@@ -193,23 +214,6 @@ def test_a_huge_batch_is_split_into_small_events_with_contiguous_seqs() -> None:
     assert len(progress) > 1
     assert [line["seq"] for e in progress for line in e.logs] == list(range(1, 301))
     assert max(stored_sizes(store)) < MAX_EVENT_BYTES
-
-
-def test_recovery_cancels_unfinished_executions_with_kasals_message() -> None:
-    store, service, _ = new_service()
-    with acting_as(user("g1")):
-        pending = service.request_execution(agents=AGENTS, tasks=TASKS, model="m").execution_id
-    with acting_as(user("g2")):
-        running = service.request_execution(agents=AGENTS, tasks=TASKS, model="m").execution_id
-        service.mark_preparing(running)
-        service.mark_running(running)
-        done = service.request_execution(agents=AGENTS, tasks=TASKS, model="m").execution_id
-        service.cancel(done)
-    assert sorted(service.recover_orphans(), key=str) == sorted([pending, running], key=str)
-    for execution_id in (pending, running):
-        last = fold(store, execution_id).timeline[-1]
-        assert last == {**last, "status": "CANCELLED", "actor": "system:recovery", "message": RESTART_MESSAGE}
-    assert service.recover_orphans() == []
 
 
 def test_a_large_configuration_is_kept_in_the_content_store_and_given_to_the_runner() -> None:
@@ -389,15 +393,6 @@ class ExecutionLifecycle(RuleBasedStateMachine):
         if self._attempt(execution_id, e.status in UNFINISHED, lambda: self.service.cancel(execution_id, "stop")):
             e.status, e.events = CANCELLED, e.events + 1
 
-    @precondition(lambda self: bool(self.expected))
-    @rule()
-    def restart(self) -> None:
-        unfinished = {i for i, e in self.expected.items() if e.status in UNFINISHED}
-        assert set(self.service.recover_orphans()) == unfinished
-        for execution_id in unfinished:
-            e = self.expected[execution_id]
-            e.status, e.events = CANCELLED, e.events + 1
-
     @invariant()
     def folded_state_matches_the_model(self) -> None:
         for execution_id, e in self.expected.items():
@@ -444,3 +439,30 @@ def test_every_event_round_trips_through_the_stored_form() -> None:
         event = store.mapper.to_domain_event(notification)
         assert store.mapper.to_stored_event(event).state == notification.state
     assert fold(store, execution_id).run_name == "Renamed run"
+
+
+class LaggingIndex(EventLogIndex):
+    """The read model as a runner may see it: claims by others not yet projected."""
+
+    def __init__(self, store: KasalStore, listed: list[UUID]) -> None:
+        super().__init__(store)
+        self.listed = listed
+
+    def pending(self, limit: int, now: float) -> list[UUID]:
+        return self.listed[:limit]
+
+
+def test_a_runner_looks_past_a_page_of_executions_other_runners_already_claimed() -> None:
+    store, service, clock = new_service()
+    with acting_as(user()):
+        ids = [service.request_execution(agents=AGENTS, tasks=TASKS, model="offline/echo").execution_id
+               for _ in range(25)]
+    other = ExecutionService(store, service.content, LaggingIndex(store, ids), clock=clock)
+    for _ in range(24):
+        assert other.claim_next("runner-other") is not None
+    lagging = ExecutionService(store, service.content, LaggingIndex(store, ids), clock=clock)
+
+    job = lagging.claim_next("runner-me")
+
+    assert job is not None and job.execution_id == ids[-1]
+    assert lagging.claim_next("runner-me") is None

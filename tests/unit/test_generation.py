@@ -15,7 +15,16 @@ from application import offline_generation
 from application.agents import AgentService
 from application.crews import CrewService
 from application.generation import (
-    AGENT, CREW, TASK, CrewSaver, GeneratedCrew, Generation, Generator, ModelOutputError, Unusable, read_answer,
+    AGENT,
+    CREW,
+    TASK,
+    CrewSaver,
+    GeneratedCrew,
+    Generation,
+    Generator,
+    ModelOutputError,
+    Unusable,
+    read_answer,
 )
 from application.ports import ModelProviderError
 from application.store import KasalStore, memory_env
@@ -25,7 +34,7 @@ from domain.context import Actor, acting_as
 from domain.crew import Crew
 from domain.errors import InvalidError
 from domain.task import Task
-from interface.http.generation import LiteLLMModelClient, scrub
+from interface.model_client import LiteLLMModelClient, scrub
 from tests.fakes import FakeModelClient, NoReferences
 
 ALLOWED = ["calculator", "SerperDevTool", "current_datetime"]

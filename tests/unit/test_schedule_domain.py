@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,15 +15,15 @@ from hypothesis import strategies as st
 from application.content import MemoryContentStore
 from application.cron import iso, latest_at_or_before
 from application.executions import ExecutionService
-from application.schedules import CATCH_UP_AFTER, ScheduleService, SchedulerService, slot_execution_id
+from application.schedules import CATCH_UP_AFTER, SchedulerService, ScheduleService, slot_execution_id
 from application.store import KasalStore, memory_env
 from domain.context import Actor, acting_as
 from domain.errors import ConflictError, InvalidError, NotFoundError
 from domain.execution import Execution
 from domain.schedule import SCHEDULER_ACTOR, Schedule
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, FakeSecretBox
 
-UTC = timezone.utc
+UTC = UTC
 AGENTS = {"writer": {"role": "Writer", "goal": "Write", "backstory": "b"}}
 TASKS = {"report": {"description": "Report on {report_date}", "expected_output": "A report", "agent": "writer"}}
 DAILY = {"name": "Daily Reports", "cron_expression": "0 9 * * *", "crew_id": "c0ffee00-0000-4000-8000-000000000000",
@@ -82,10 +82,11 @@ class World:
         self.store = KasalStore(memory_env())
         self.clock = FakeClock(at(2025, 5, 1, 8, 0))
         self.planner = FakePlanner()
-        self.schedules = ScheduleService(self.store, self.clock)
+        self.box = FakeSecretBox()
+        self.schedules = ScheduleService(self.store, self.clock, self.box)
         self.executions = ExecutionService(self.store, MemoryContentStore(), NoExecutionIndex())
         self.scheduler = SchedulerService(self.store, StoreScheduleIndex(self.store), self.planner,
-                                          self.executions, self.clock)
+                                          self.executions, self.clock, box=self.box)
 
     def create(self, **fields: Any) -> UUID:
         with acting_as(Actor("local", "alice@example.com")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from uuid import UUID, uuid4
 
 import pytest
@@ -12,7 +13,6 @@ from application.agents import AgentService
 from application.crews import Catalogue, CrewDraft, CrewService, canvas_config, config_key, debug_crew, decoded_configs
 from application.store import KasalStore, memory_env
 from application.tasks import TaskService
-from domain.agent import Agent
 from domain.context import Actor, acting_as
 from domain.crew import Crew
 from domain.errors import ConflictError, InvalidError
@@ -21,6 +21,13 @@ from projections.references import agent_key
 
 TASK = {"name": "Research", "description": "Research AI", "expected_output": "A report"}
 AGENT = {"name": "Research Agent", "role": "Researcher", "goal": "Find", "backstory": "Knows"}
+
+
+@pytest.fixture
+def acting() -> Iterator[None]:
+    """Domain commands record who acted: these tests act as an editor of group ``g``."""
+    with acting_as(Actor("g", "editor@example.com", "editor")):
+        yield
 
 
 class FakeAgentDirectory:
@@ -60,6 +67,7 @@ def store():
     store.close()
 
 
+@pytest.mark.usefixtures("acting")
 def test_a_task_gets_kasals_defaults() -> None:
     task = Task.new("g", TASK)
     assert task.fields["tools"] == [] and task.fields["context"] == [] and task.fields["config"] == {}
@@ -73,12 +81,14 @@ def test_a_task_without_a_required_field_is_invalid(field: str) -> None:
     assert raised.value.errors == [(field, "Field required")]
 
 
+@pytest.mark.usefixtures("acting")
 def test_unassigning_another_agent_records_nothing() -> None:
     task = Task.new("g", {**TASK, "agent_id": str(uuid4())})
     assert task.unassign_agent(uuid4()) is False
     assert [type(e).TOPIC for e in task.collect_events()] == ["task.created.v1"]
 
 
+@pytest.mark.usefixtures("acting")
 def test_unassigning_its_agent_clears_the_reference_in_one_event() -> None:
     agent_id = uuid4()
     task = Task.new("g", {**TASK, "agent_id": agent_id, "agent": "research_agent"})
@@ -88,6 +98,7 @@ def test_unassigning_its_agent_clears_the_reference_in_one_event() -> None:
     assert type(events[-1]).TOPIC == "task.agent_unassigned.v1" and events[-1].agent_id == str(agent_id)
 
 
+@pytest.mark.usefixtures("acting")
 def test_a_crew_needs_a_known_process() -> None:
     with pytest.raises(InvalidError):
         Crew.new("g", {"name": "c", "process": "parallel"})
@@ -144,10 +155,10 @@ def test_sending_only_agent_id_clears_the_written_reference(store: KasalStore) -
 def test_deleting_an_agent_unassigns_its_tasks_in_the_same_write(store: KasalStore) -> None:
     directory = FakeTaskDirectory(store)
     agents = AgentService(store, directory)
-    agent = agents.create(AGENT)
+    agent, other = agents.create(AGENT), agents.create({**AGENT, "name": "Other Agent"})
     tasks = TaskService(store, FakeAgentDirectory())
     mine = tasks.create({**TASK, "agent_id": agent.id})
-    theirs = tasks.create({**TASK, "agent_id": uuid4()})
+    theirs = tasks.create({**TASK, "agent_id": other.id})
     directory.task_ids += [mine.id, theirs.id]
     before = store.max_position()
 

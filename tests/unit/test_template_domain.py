@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from application.templates import BUILTIN_TEMPLATES
+from domain.context import Actor, acting_as
 from domain.errors import InvalidError
 from domain.template import Template, TemplateSyntaxError, escape, placeholders, render
 
@@ -15,6 +18,13 @@ CONTRACT = {
     "template": "You are a research agent. Your task is to {task_description}. Please provide {expected_output}.",
     "variables": ["task_description", "expected_output"],
 }
+
+
+@pytest.fixture
+def acting() -> Iterator[None]:
+    """Domain commands record who acted: these tests act as an editor of group ``g``."""
+    with acting_as(Actor("g", "editor@example.com", "editor")):
+        yield
 
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
 segments = st.lists(st.one_of(st.tuples(st.just("text"), st.text()), st.tuples(st.just("var"), names)), max_size=8)
@@ -70,12 +80,14 @@ def test_required_fields_are_named() -> None:
     assert [field for field, _ in raised.value.errors] == ["name", "template"]
 
 
+@pytest.mark.usefixtures("acting")
 def test_new_text_without_variables_re_derives_them() -> None:
     template = Template.new("g", dict(CONTRACT))
     template.change({"template": "Summarise {topic}"})
     assert template.fields["variables"] == ["topic"]
 
 
+@pytest.mark.usefixtures("acting")
 def test_new_text_with_stale_variables_is_rejected() -> None:
     template = Template.new("g", dict(CONTRACT))
     with pytest.raises(InvalidError):

@@ -1,4 +1,4 @@
-"""Who is calling: turns request headers into an ``Actor`` (DESIGN §6).
+"""Who is calling: turns request headers into an ``Actor``.
 
 Three modes, chosen by ``KASAL_AUTH_MODE``:
 
@@ -25,10 +25,12 @@ from typing import Protocol
 from domain.access_token import ROLES, hash_token
 from domain.context import Actor
 from domain.errors import ForbiddenError, UnauthorizedError
+from interface.settings import Settings
 
 __all__ = [
     "ROLES", "LOCAL_GROUP", "Authenticator", "LocalAuthenticator", "TokenAuthenticator",
-    "DatabricksAuthenticator", "CachingTokenLookup", "TokenIdentity", "personal_group", "role_at_least",
+    "DatabricksAuthenticator", "CachingTokenLookup", "TokenIdentity", "authenticator_for", "personal_group",
+    "role_at_least",
 ]
 
 LOCAL_GROUP = "local"
@@ -43,9 +45,14 @@ class Authenticator(Protocol):
 
 
 class TokenIdentity(Protocol):
-    id: str
-    group_id: str
-    role: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def group_id(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
 
 
 TokenLookup = Callable[[str], Awaitable[TokenIdentity | None]]
@@ -158,3 +165,14 @@ class DatabricksAuthenticator:
 
 def role_at_least(role: str, minimum: str) -> bool:
     return ROLES.index(role) >= ROLES.index(minimum) if role in ROLES else False
+
+
+def authenticator_for(settings: Settings, tokens: TokenLookup) -> Authenticator:
+    """The authenticator ``settings.auth_mode`` names: local (default), token, or databricks."""
+    if settings.auth_mode == "local":
+        return LocalAuthenticator()
+    if settings.auth_mode == "token":
+        return TokenAuthenticator(tokens)
+    if settings.auth_mode == "databricks":
+        return DatabricksAuthenticator(TokenAuthenticator(tokens))
+    raise ValueError(f"unknown auth mode {settings.auth_mode!r}; use local, token or databricks")

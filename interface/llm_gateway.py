@@ -1,30 +1,29 @@
 """The service's single LiteLLM entry point, plus deterministic offline models.
 
-Every model call in Kasal-ES goes through :func:`complete` so that offline and
-real providers share one code path: ``litellm.completion`` with callbacks,
-usage accounting and cost computation.  Offline models (``offline/echo``,
-``offline/slow``) are served by LiteLLM's ``mock_response`` mechanism, backed
-by a real model name so that cost lookups work against the local cost map.
-Credentials are passed per call (``api_key=``) and never written to
-``os.environ``, because one service process runs crews for many users.
+Every model call in Kasal-ES (AI generation and run names in the service
+process, crews in their child processes) goes through :func:`complete` so that
+offline and real providers share one code path: ``litellm.completion`` with
+callbacks, usage accounting and cost computation. Offline models
+(``offline/echo``, ``offline/slow``) are served by LiteLLM's ``mock_response``
+mechanism, backed by a real model name so that token counts are realistic;
+they cost nothing. Credentials are passed per call (``api_key=``) and never
+written to ``os.environ``, because one service process runs crews for many
+users.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-from interface.crew_runtime.runtime import apply_quiet_environment
-
-apply_quiet_environment()  # must precede the litellm import: it fetches its cost map at import
-
-import importlib  # noqa: E402
-from types import ModuleType  # noqa: E402
+from interface.settings import quiet_libraries
 
 
 class _LazyLiteLLM:
@@ -35,6 +34,7 @@ class _LazyLiteLLM:
 
     def __getattr__(self, name: str) -> Any:
         if _LazyLiteLLM._module is None:
+            quiet_libraries()  # before the import: litellm fetches its cost map while importing
             module = importlib.import_module("litellm")
             # LiteLLM prints a "Give Feedback / Get Help" banner on every provider error.
             module.suppress_debug_info = True
@@ -312,6 +312,6 @@ def complete(
         text=_content_text(response.choices[0].message.content),
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-        cost=_cost(response),
+        cost=0.0 if is_offline(model) else _cost(response),
         latency_ms=latency_ms,
     )

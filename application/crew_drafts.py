@@ -1,0 +1,111 @@
+"""Gathering a crew to check or run: a saved crew, the fields sent over it, and the group's catalogue.
+
+``POST /crews/debug`` and planning an execution see a crew the same way: a
+config sent in the request wins over the saved crew's, a crew drawn on the
+canvas (agent and task ids, no YAML) is turned into config maps from its
+agent and task documents, and tools and models are checked against what the
+caller's group may use. All reads go through ports (read models), in the
+caller's group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import anyio.to_thread
+from msgspec import UNSET
+
+from application.crew_config import CrewReport, Finding
+from application.crews import Catalogue, CrewDraft, canvas_config, debug_crew
+from application.ports import DocumentLookup, ModelCatalogue, ToolCatalogue
+from domain.context import current_actor
+from domain.errors import NotFoundError
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRequest:
+    """What a caller sent about the crew; ``UNSET`` configs fall back to the saved crew's."""
+
+    agents_yaml: Any = UNSET
+    tasks_yaml: Any = UNSET
+    process: str | None = None
+    manager_llm: str | None = None
+    model: str | None = None
+
+
+class CrewDrafts:
+    """Builds ``CrewDraft``s from requests and saved crews, and checks them."""
+
+    def __init__(
+        self, *, crews: DocumentLookup, agents: DocumentLookup, tasks: DocumentLookup,
+        tools: ToolCatalogue, models: ModelCatalogue, default_model: str,
+    ) -> None:
+        self.crews = crews
+        self.agents = agents
+        self.tasks = tasks
+        self.tools = tools
+        self.models = models
+        self.default_model = default_model
+
+    async def saved_crew(self, crew_id: str | UUID) -> dict[str, Any]:
+        """The caller's group's crew; a malformed id or another group's crew is ``NotFoundError``."""
+        try:
+            crew_uuid = crew_id if isinstance(crew_id, UUID) else UUID(crew_id)
+        except ValueError:
+            raise NotFoundError(f"crew {crew_id} not found") from None
+        crew = await self.crews.get(current_actor().group_id, crew_uuid)
+        if crew is None:
+            raise NotFoundError(f"crew {crew_uuid} not found")
+        return crew
+
+    async def check(self, request: DraftRequest, crew_id: UUID | None = None) -> CrewReport:
+        """What would stop the crew from running (``/crews/debug``); nothing is recorded."""
+        saved = await self.saved_crew(crew_id) if crew_id is not None else None
+        return await self.report(await self.draft(request, saved))
+
+    async def report(self, draft: CrewDraft) -> CrewReport:
+        catalogue = await self.catalogue()
+        return await anyio.to_thread.run_sync(debug_crew, draft, catalogue)
+
+    async def draft(self, request: DraftRequest, saved: dict[str, Any] | None) -> CrewDraft:
+        """The request on top of ``saved`` (when given); a canvas crew's documents become its config."""
+        crew = saved or {}
+        agents_yaml = crew.get("agents_yaml") if request.agents_yaml is UNSET else request.agents_yaml
+        tasks_yaml = crew.get("tasks_yaml") if request.tasks_yaml is UNSET else request.tasks_yaml
+        problems: list[Finding] = []
+        if crew and agents_yaml is None and tasks_yaml is None:
+            agents_yaml, tasks_yaml, problems = await self._canvas(crew)
+        return CrewDraft(
+            agents_yaml=agents_yaml,
+            tasks_yaml=tasks_yaml,
+            process=request.process or crew.get("process") or "sequential",
+            manager_llm=request.manager_llm if request.manager_llm is not None else crew.get("manager_llm"),
+            model=request.model or crew.get("model") or self.default_model,
+            problems=tuple(problems),
+        )
+
+    async def catalogue(self) -> Catalogue:
+        """The tools and models the caller's group may use."""
+        group = current_actor().group_id
+        enabled, disabled = await self.tools.tool_names(group)
+        return Catalogue(known_tools=frozenset(enabled | disabled), disabled_tools=frozenset(disabled),
+                         known_models=frozenset(await self.models.model_names(group)))
+
+    async def _canvas(self, crew: dict[str, Any]) -> tuple[Any, Any, list[Finding]]:
+        agent_ids, task_ids = list(crew.get("agent_ids") or []), list(crew.get("task_ids") or [])
+        agents = await self._documents(self.agents, agent_ids)
+        tasks = await self._documents(self.tasks, task_ids)
+        return canvas_config(agent_ids, task_ids, agents, tasks)
+
+    @staticmethod
+    async def _documents(view: DocumentLookup, ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        group = current_actor().group_id
+        documents: dict[str, dict[str, Any] | None] = {}
+        for raw in ids:
+            try:
+                documents[str(raw)] = await view.get(group, UUID(str(raw)))
+            except ValueError:
+                documents[str(raw)] = None
+        return documents

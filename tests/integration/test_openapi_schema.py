@@ -1,0 +1,138 @@
+"""The OpenAPI document says what the server answers, not only what handlers return on success."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from interface.app import create_app
+from interface.http.docs import EXTRA_ANSWERS
+from interface.wiring import wire
+
+pytestmark = pytest.mark.anyio
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+BIGINT_MAX = 2**63 - 1
+SSE_PATHS = (
+    "/api/v1/execution-logs/{execution_id}/sse",
+    "/api/v1/execution-logs/{execution_id}/stream",
+    "/api/v1/sse/executions/{execution_id}/stream",
+)
+
+
+async def document_of(client: Any) -> dict[str, Any]:
+    response = await client.get("/api-openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, item[method]) for path, item in document["paths"].items()
+            for method in HTTP_METHODS if method in item]
+
+
+def integer_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The integer branch of a parameter schema (``int`` or ``int | None``)."""
+    for branch in [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]:
+        if branch.get("type") == "integer":
+            return branch
+    return None
+
+
+def parameters(operation: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    return [p for p in operation.get("parameters", []) if p["in"] == where]
+
+
+async def test_every_integer_parameter_is_bounded_within_bigint(client) -> None:
+    document = await document_of(client)
+    unbounded, offsets = [], []
+    for path, method, operation in operations(document):
+        for parameter in operation.get("parameters", []):
+            schema = integer_schema(parameter["schema"])
+            if schema is None:
+                continue
+            if parameter["name"] == "offset":
+                offsets.append((schema["maximum"], path))
+            if not (schema.get("minimum", -1) >= 0 and schema.get("maximum", BIGINT_MAX + 1) <= BIGINT_MAX):
+                unbounded.append(f"{method.upper()} {path} {parameter['name']}")
+    assert unbounded == []
+    assert len(offsets) >= 16
+    # SQL adds the page size to the offset: the sum must stay a bigint too.
+    assert all(maximum + 1000 <= BIGINT_MAX for maximum, _ in offsets)
+
+
+async def test_validation_errors_are_documented_as_422_in_pydantic_shape_and_400_nowhere(client) -> None:
+    document = await document_of(client)
+    for path, method, operation in operations(document):
+        responses = operation["responses"]
+        assert "400" not in responses, f"{method} {path}"
+        shapes = responses["422"]["content"]["application/json"]["schema"]["anyOf"]
+        assert {"$ref": "#/components/schemas/ValidationErrors"} in shapes, f"{method} {path}"
+    issue = document["components"]["schemas"]["ValidationIssue"]
+    assert set(issue["required"]) == {"type", "loc", "msg"}
+
+
+async def test_resources_document_404_writes_409_and_if_match_412(client) -> None:
+    document = await document_of(client)
+    conditional = 0
+    for path, method, operation in operations(document):
+        responses = operation["responses"]
+        if parameters(operation, "path"):
+            assert "404" in responses, f"{method} {path}"
+        if method != "get":
+            assert "409" in responses, f"{method} {path}"
+        if any(p["name"].lower() == "if-match" for p in parameters(operation, "header")):
+            conditional += 1
+            assert "412" in responses, f"{method} {path}"
+        else:
+            assert "412" not in responses, f"{method} {path}"
+    assert conditional >= 20
+
+
+async def test_no_content_answers_document_no_body(client) -> None:
+    document = await document_of(client)
+    deletes = [op["responses"]["204"] for _, _, op in operations(document) if "204" in op["responses"]]
+    assert len(deletes) >= 9
+    assert all("content" not in response for response in deletes)
+
+
+async def test_streams_are_documented_as_server_sent_events(client) -> None:
+    document = await document_of(client)
+    for path in SSE_PATHS:
+        success = document["paths"][path]["get"]["responses"]["200"]
+        assert list(success["content"]) == ["text/event-stream"], path
+    listing = document["paths"]["/api/v1/execution-logs/{execution_id}"]["get"]["responses"]["200"]
+    assert list(listing["content"]) == ["application/json"]
+
+
+async def test_token_mode_documents_bearer_tokens_and_their_refusals_and_local_mode_neither(client, settings) -> None:
+    local = await document_of(client)
+    assert "securitySchemes" not in local["components"] and "security" not in local
+    assert not any("401" in op["responses"] for _, _, op in operations(local))
+    async with AsyncTestClient(app=create_app(wire(settings.with_(auth_mode="token")))) as client:
+        document = await document_of(client)
+    schemes = document["components"]["securitySchemes"]
+    assert list(schemes) == ["bearerToken"]
+    assert (schemes["bearerToken"]["type"], schemes["bearerToken"]["scheme"]) == ("http", "bearer")
+    assert document["security"] == [{"bearerToken": []}]
+    health = document["paths"]["/health"]["get"]
+    assert health["security"] == [] and "401" not in health["responses"]
+    for path, method, operation in operations(document):
+        if path.startswith("/api/v1/"):
+            assert {"401", "403"} <= set(operation["responses"]), f"{method} {path}"
+
+
+async def test_every_documentation_path_serves_the_same_document(client) -> None:
+    document = await document_of(client)
+    assert (await client.get("/api-docs/openapi.json")).json() == document
+    swagger = (await client.get("/api-docs")).text
+    assert "ValidationErrors" in swagger and "text/event-stream" in swagger
+
+
+async def test_every_answer_known_only_to_a_handler_names_a_documented_operation(client) -> None:
+    document = await document_of(client)
+    for (method, path), answers in EXTRA_ANSWERS.items():
+        operation = document["paths"][path][method]
+        assert set(answers) <= set(operation["responses"]), f"{method} {path}"
