@@ -74,7 +74,7 @@ class KasalStore(Application[UUID]):
         """The caller's group's aggregate, or NotFoundError (other tenants' ids look absent)."""
         label = kind or getattr(cls, "KIND", cls.__name__.lower())
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFoundError(f"{label} {aggregate_id} not found") from None
         if not isinstance(aggregate, cls) or aggregate.group_id != current_actor().group_id:
@@ -89,6 +89,10 @@ class KasalStore(Application[UUID]):
             return self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
+
+    def history(self, aggregate_id: UUID) -> list[Any]:
+        """Every event of one aggregate so far, oldest first, whatever its group (system use only)."""
+        return list(self.events.get(aggregate_id))
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0

@@ -70,51 +70,51 @@ class _Observation(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     at: float
 
 
-class LogLine(_Observation, tag="log"):
+class LogLine(_Observation, frozen=True, tag="log"):
     level: str = "INFO"
     source: str = "crew"
     message: Text = ""
 
 
-class CrewStarted(_Observation, tag="crew_started"):
+class CrewStarted(_Observation, frozen=True, tag="crew_started"):
     name: str = "crew"
 
 
-class CrewCompleted(_Observation, tag="crew_completed"):
+class CrewCompleted(_Observation, frozen=True, tag="crew_completed"):
     result: Text = ""
 
 
-class CrewFailed(_Observation, tag="crew_failed"):
+class CrewFailed(_Observation, frozen=True, tag="crew_failed"):
     error: str = ""
 
 
-class AgentStarted(_Observation, tag="agent_started"):
+class AgentStarted(_Observation, frozen=True, tag="agent_started"):
     agent: str
 
 
-class AgentCompleted(_Observation, tag="agent_completed"):
+class AgentCompleted(_Observation, frozen=True, tag="agent_completed"):
     agent: str
     output: Text = ""
 
 
-class TaskStarted(_Observation, tag="task_started"):
+class TaskStarted(_Observation, frozen=True, tag="task_started"):
     task: str
     agent: str = ""
 
 
-class TaskCompleted(_Observation, tag="task_completed"):
+class TaskCompleted(_Observation, frozen=True, tag="task_completed"):
     task: str
     agent: str = ""
     output: Text = ""
 
 
-class TaskFailed(_Observation, tag="task_failed"):
+class TaskFailed(_Observation, frozen=True, tag="task_failed"):
     task: str
     agent: str = ""
     error: str = ""
 
 
-class LlmCall(_Observation, tag="llm_call"):
+class LlmCall(_Observation, frozen=True, tag="llm_call"):
     model: str
     prompt: Text = ""
     response: Text = ""
@@ -126,7 +126,7 @@ class LlmCall(_Observation, tag="llm_call"):
     task: str | None = None
 
 
-class ToolUsed(_Observation, tag="tool_used"):
+class ToolUsed(_Observation, frozen=True, tag="tool_used"):
     tool: str
     input: Text = ""
     output: Text | None = None
@@ -158,7 +158,7 @@ def ref_of(value: Text | None) -> dict[str, Any] | None:
     if value is None:
         return None
     ref = value if isinstance(value, TextRef) else TextRef.inline(value)
-    return msgspec.to_builtins(ref)
+    return msgspec.structs.asdict(ref)
 
 
 def short(text: str | None) -> str | None:
@@ -311,10 +311,10 @@ class ProgressBuilder:
         return next((key[5:] for key in reversed(self.open_spans) if key.startswith("task:")), None)
 
     def _task_ended(self, o: TaskCompleted | TaskFailed) -> None:
-        failed = isinstance(o, TaskFailed)
-        output = None if failed else ref_of(o.output)  # type: ignore[union-attr]
-        error = short(o.error) if failed else None  # type: ignore[union-attr]
-        status = "failed" if failed else "completed"
+        if isinstance(o, TaskFailed):
+            output, error, status = None, short(o.error), "failed"
+        else:
+            output, error, status = ref_of(o.output), None, "completed"
         self._close(f"task:{o.task}", "task", o.task, o.at, status, {"output": output, "error": error})
         self._add("task_outputs", {"task": o.task, "agent": o.agent, "status": status, "output": output,
                                   "error": error, "at": o.at})

@@ -168,7 +168,7 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-PARSER_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+PARSER_EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 PARSER_EXTENSIONS.append(add_tokens_parser)
 
 

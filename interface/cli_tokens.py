@@ -19,7 +19,7 @@ from interface.settings import Settings
 CLI_ACTOR = "cli"
 
 
-def add_tokens_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_tokens_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tokens = sub.add_parser("tokens", help="create, list and revoke service access tokens")
     actions = tokens.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a token and print it (shown only once)")

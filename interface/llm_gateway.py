@@ -35,7 +35,7 @@ class _LazyLiteLLM:
     def __getattr__(self, name: str) -> Any:
         if _LazyLiteLLM._module is None:
             quiet_libraries()  # before the import: litellm fetches its cost map while importing
-            module = importlib.import_module("litellm")
+            module: Any = importlib.import_module("litellm")  # untyped, like every litellm import here
             # LiteLLM prints a "Give Feedback / Get Help" banner on every provider error.
             module.suppress_debug_info = True
             _LazyLiteLLM._module = module

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +47,7 @@ FINISH_RETRY_MAX_S = 10.0
 
 
 class CrewProcessPort(Protocol):
-    def messages(self) -> AsyncIterator[Observation]:
+    def messages(self) -> AsyncGenerator[Observation, None]:
         """What the crew observes, ending with exactly one ``Outcome`` (also when its process dies)."""
         ...
 
@@ -216,7 +216,7 @@ class ExecutionRunner:
             await run.process.acancel()
         # The stream stays open until the outcome is recorded: closing it stops a child
         # still busy exiting, which need not delay the run's end.
-        async with aclosing(run.process.messages()) as observations:  # type: ignore[type-var]
+        async with aclosing(run.process.messages()) as observations:
             outcome = await self._follow(run, observations)
             await self._flush(run)
             if isinstance(outcome, CrewCompleted):

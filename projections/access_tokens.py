@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.access_token import AccessToken
 from domain.base import topics_of
-from projections.base import Projection
+from projections.base import LogRows, Projection
 from projections.documents import Page
 
 TABLE = "rm_access_tokens"
@@ -69,6 +69,15 @@ class AccessTokenProjection(Projection):
                 f"DELETE FROM {TABLE} WHERE group_id = %s AND id = %s", (event.group_id, event.originator_id)
             )
 
+    def row_of(self, events: list[Any]) -> dict[str, Any] | None:
+        """Any event after ``Created`` revokes the token, and a revoked token has no row."""
+        if len(events) != 1 or not isinstance(events[0], AccessToken.Created):
+            return None
+        event = events[0]
+        return {"group_id": event.group_id, "id": event.originator_id, "name": event.name, "role": event.role,
+                "token_hash": event.token_hash, "hint": event.hint, "created_at": event.timestamp,
+                "created_by": event.actor}
+
 
 class AccessTokenView:
     def __init__(self, pool: AsyncConnectionPool) -> None:
@@ -87,6 +96,13 @@ class AccessTokenView:
             await cur.execute(f"SELECT {COLUMNS} FROM {TABLE} WHERE group_id = %s AND id = %s", (group_id, token_id))
             row = await cur.fetchone()
         return {**row, "id": str(row["id"])} if row else None
+
+    def from_log(self, rows: LogRows, group_id: str, token_id: UUID) -> dict[str, Any] | None:
+        """What ``get`` will answer once the table has caught up with the log."""
+        row = rows(TABLE, token_id)
+        if row is None or row["group_id"] != group_id:
+            return None
+        return {**{column: row[column] for column in COLUMNS.split(", ")}, "id": str(row["id"])}
 
     async def list(self, group_id: str, *, limit: int, offset: int) -> Page:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

@@ -7,9 +7,15 @@ notifications, so a page and the tracking position commit together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
+from uuid import UUID
 
 from psycopg import Cursor
+
+LogRows = Callable[[str, UUID], dict[str, Any] | None]
+"""``(table, aggregate id)`` → the row that table will hold for the aggregate once the
+projector has caught up with every event recorded so far (None: no row)."""
 
 
 class Projection:
@@ -31,6 +37,14 @@ class Projection:
         """Fold a page of ``(event, position)`` in log order; override to write set-wise."""
         for event, position in items:
             self.apply(cur, event, position)
+
+    def row_of(self, events: list[Any]) -> dict[str, Any] | None:
+        """The row (of ``tables[0]``) one aggregate's events fold to, oldest first; None if none.
+
+        The fold ``apply`` does, without a database: a write is answered from the
+        log with exactly what the table will say, while the table still lags.
+        """
+        raise NotImplementedError
 
     def create_tables(self, cur: Cursor[Any]) -> None:
         cur.execute(self.ddl)

@@ -15,8 +15,9 @@ from uuid import UUID
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from domain.model_config import effective_model
-from domain.tool import BUILTIN_GROUP, effective_tool
+from domain.model_config import effective_model, model_setting_id
+from domain.tool import BUILTIN_GROUP, effective_tool, tool_setting_id
+from projections.base import LogRows
 from projections.documents import Page
 
 
@@ -31,8 +32,10 @@ class CatalogueView:
     def __init__(
         self, pool: AsyncConnectionPool, table: str, settings_table: str, link: str,
         seen: Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]], order: str,
+        setting_id: Callable[[str, UUID], UUID],
     ) -> None:
         self.pool = pool
+        self.table, self.settings_table, self.setting_id = table, settings_table, setting_id
         self.seen = seen
         self.order = order
         self.select = (
@@ -96,12 +99,24 @@ class CatalogueView:
     async def all(self, group: str) -> list[dict[str, Any]]:
         return (await self.query(group))[0]
 
+    def from_log(self, rows: LogRows, group: str, item_id: UUID) -> dict[str, Any] | None:
+        """What ``get`` will answer once both tables have caught up with the log."""
+        entry = rows(self.table, item_id)
+        if entry is None or entry["group_id"] not in (group, BUILTIN_GROUP):
+            return None
+        setting = rows(self.settings_table, self.setting_id(group, item_id)) or {}
+        return self.to_resource({
+            **entry, "setting": setting.get("doc"), "setting_version": setting.get("version"),
+            "setting_updated_at": setting.get("updated_at"), "setting_updated_by": setting.get("updated_by"),
+        })
+
 
 class ToolCatalogueView(CatalogueView):
     """The tools each group sees; the ``ToolCatalogue`` port."""
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
-        super().__init__(pool, "rm_tools", "rm_tool_settings", "tool_id", effective_tool, order="lower(t.name), t.id")
+        super().__init__(pool, "rm_tools", "rm_tool_settings", "tool_id", effective_tool,
+                         order="lower(t.name), t.id", setting_id=tool_setting_id)
 
     async def tool_names(self, group_id: str) -> tuple[set[str], set[str]]:
         """``(enabled, disabled)`` names of the tools the group sees."""
@@ -125,7 +140,7 @@ class ModelCatalogueView(CatalogueView):
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         super().__init__(pool, "rm_models", "rm_model_settings", "model_id", effective_model,
-                         order="lower(t.doc->>'key'), t.id")
+                         order="lower(t.doc->>'key'), t.id", setting_id=model_setting_id)
 
     async def model_names(self, group_id: str) -> set[str]:
         """What an enabled model may be called in ``llm:``: its key and its LiteLLM model string."""

@@ -12,6 +12,7 @@ Python (``{**doc, **changes}``), because ``||`` exists only for ``jsonb``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -23,7 +24,7 @@ from psycopg.types.json import Json, Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from domain.base import Document, event_classes
-from projections.base import Projection
+from projections.base import LogRows, Projection
 
 
 def _dumps(value: Any) -> bytes:
@@ -69,6 +70,9 @@ class DocumentProjection(Projection):
 
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         self.apply_page(cur, [(event, position)])
+
+    def row_of(self, events: list[Any]) -> dict[str, Any] | None:
+        return document_row((self.prepare_event(event) for event in events), self.aggregate)
 
     def apply_page(self, cur: Cursor[Any], items: list[tuple[Any, int]]) -> None:
         """Fold the page per document in memory, then write each touched row once.
@@ -138,6 +142,24 @@ class DocumentProjection(Projection):
             cur.executemany(
                 f"INSERT INTO {self.table} {_INSERT_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (group_id, id) DO NOTHING", rows)
+
+
+def document_row(events: Iterable[Any], aggregate: type[Document]) -> dict[str, Any] | None:
+    """The row a document's events fold to, oldest first, as the table returns it (but ``position``).
+
+    The same fold as ``apply_page``; ``doc`` goes through the JSON the column
+    stores, so ids and timestamps in it read back as the strings a query gives.
+    """
+    fold, first = _Fold(), None
+    for event in events:
+        first = event if first is None else first
+        fold.add(event, 0, aggregate)
+    if first is None or not fold.created or fold.deleted:
+        return None
+    doc = msgspec.json.decode(_dumps(fold.doc))
+    return {"group_id": first.group_id, "id": first.originator_id, "name": doc.get("name"), "doc": doc,
+            "version": fold.version, "created_at": fold.created_at, "updated_at": fold.updated_at,
+            "created_by": fold.created_by, "updated_by": fold.updated_by}
 
 
 def _json(value: dict[str, Any]) -> Json:
@@ -229,6 +251,14 @@ class DocumentView:
             )
             row = await cur.fetchone()
         return self.to_resource(row) if row else None
+
+    def from_log(self, rows: LogRows, group_id: str, document_id: UUID) -> dict[str, Any] | None:
+        """What ``get`` will answer once the table has caught up with the log."""
+        row = rows(self.table, document_id)
+        return self.to_resource(row) if row is not None and self.visible(row, group_id) else None
+
+    def visible(self, row: dict[str, Any], group_id: str) -> bool:
+        return bool(row["group_id"] == group_id)
 
     async def find_by_name(self, group_id: str, name: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

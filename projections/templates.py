@@ -38,6 +38,9 @@ class TemplateView(DocumentView):
             row = await cur.fetchone()
         return self.to_resource(row) if row else None
 
+    def visible(self, row: dict[str, Any], group_id: str) -> bool:
+        return row["group_id"] in (group_id, SYSTEM_GROUP)
+
     async def list(
         self, group_id: str, *, limit: int, offset: int, contains: dict[str, Any] | None = None
     ) -> Page:

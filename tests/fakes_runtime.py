@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from domain.execution_progress import (
@@ -43,7 +43,7 @@ class FakeCrewProcess:
                 pass
         return self.cancelled.is_set()
 
-    async def messages(self) -> AsyncIterator[Observation]:
+    async def messages(self) -> AsyncGenerator[Observation, None]:
         for observation in self.script:
             pause = self.outcome_after if isinstance(observation, OUTCOMES) else self.delay
             if await self._cancelled_within(pause):

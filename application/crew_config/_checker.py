@@ -85,7 +85,7 @@ class Checker:
             if entry.get(name) is None:
                 self.error(child(path, name), "is required")
         for name, value in entry.items():
-            if not isinstance(name, str) or value is None:
+            if value is None or not isinstance(name, str):  # an invalid config may hold other keys
                 continue
             check = checks.get(name)
             if check is None and name not in known:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 import yaml
 
@@ -227,7 +227,9 @@ def _expands_beyond(root: yaml.Node, limit: int) -> bool:
 
 # Where a value sits, as a linked list (parent, step, is_index), so that the
 # walk stays O(1) per value; paths are rendered only for the few findings.
-_Trail: TypeAlias = tuple["_Trail", str | int, bool] | None
+# A step is a list index, or a mapping key (any hashable YAML gives).
+_Step: TypeAlias = "tuple[_Trail, int, Literal[True]] | tuple[_Trail, object, Literal[False]]"
+_Trail: TypeAlias = "_Step | None"
 
 
 def _check_structure(data: object, field: str) -> tuple[bool, list[Finding]]:
@@ -278,13 +280,13 @@ def _mapping_children(
 
 def _render(field: str, trail: _Trail) -> str:
     """The dotted path of a trail, e.g. ``agents_yaml.a.tools[0]``."""
-    steps = []
+    steps: list[_Step] = []
     while trail is not None:
-        trail, step, is_index = trail
-        steps.append((step, is_index))
+        steps.append(trail)
+        trail = trail[0]
     path = field
-    for step, is_index in reversed(steps):
-        path = item(path, step) if is_index else child(path, step)
+    for step in reversed(steps):
+        path = item(path, step[1]) if step[2] else child(path, step[1])
     return path
 
 

@@ -11,8 +11,9 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from interface.settings import quiet_libraries
 
@@ -69,7 +70,7 @@ class Sender:
         self.send(ep.LogLine(level=level, source=source, message=message, at=time.time()))
 
 
-class ServiceLLM(BaseLLM):
+class ServiceLLM(BaseLLM):  # type: ignore[misc]  # mypy skips crewai, so BaseLLM is Any
     """crewai LLM whose every call goes through ``llm_gateway.complete``.
 
     crewai's own ``LLM`` routes some providers to native SDKs and reads keys
@@ -97,7 +98,7 @@ class ServiceLLM(BaseLLM):
         text = messages if isinstance(messages, str) else prompt_text(messages)
         return int(litellm.token_counter(model=BACKING_MODEL.split("/", 1)[1], text=text))
 
-    def call(  # type: ignore[override]
+    def call(
         self,
         messages: Any,
         tools: Any = None,
@@ -119,7 +120,7 @@ class ServiceLLM(BaseLLM):
             except Exception as exc:
                 self._emit_call_failed_event(str(exc), from_task, from_agent)
                 raise
-            text = self._apply_stop_words(result.text)
+            text: str = self._apply_stop_words(result.text)
             usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                      "total_tokens": result.prompt_tokens + result.completion_tokens}
             self._track_token_usage_internal(usage)
@@ -183,20 +184,26 @@ def build_crew(job: CrewJob, sender: Sender | None, tool_factory: ToolFactory) -
             agent=agents.get(agent_key) if agent_key else None,
             tools=[tool_factory(name) for name in spec.get("tools", [])], **options,
         )
-    options: dict[str, Any] = {}
+    crew_options: dict[str, Any] = {}
     if job.process == "hierarchical":
         if not job.manager_llm:
             raise JobError("a hierarchical crew needs manager_llm")
-        options["manager_llm"] = llm(job.manager_llm)
+        crew_options["manager_llm"] = llm(job.manager_llm)
     elif job.process != "sequential":
         raise JobError(f"unknown process {job.process!r}; use 'sequential' or 'hierarchical'")
     if job.planning:
-        options.update(planning=True, planning_llm=llm(job.model))
+        crew_options.update(planning=True, planning_llm=llm(job.model))
     return Crew(name=job.execution_id, agents=list(agents.values()), tasks=list(tasks.values()),
-                process=Process(job.process), verbose=False, **options)
+                process=Process(job.process), verbose=False, **crew_options)
 
 
-def _at(event: Any) -> float:
+class _Timestamped(Protocol):
+    """What every crewai event carries."""
+
+    timestamp: datetime
+
+
+def _at(event: _Timestamped) -> float:
     return event.timestamp.timestamp()
 
 

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -150,7 +150,7 @@ class CrewProcess:
             return CrewFailed(error="crew process closed its pipe without reporting a result", at=time.time())
         return CrewFailed(error=f"crew process {exit_description(code)} before reporting a result", at=time.time())
 
-    async def messages(self) -> AsyncIterator[Observation]:
+    async def messages(self) -> AsyncGenerator[Observation, None]:
         """Yield the child's observations; always ends with exactly one ``Outcome``.
 
         A child that ends without one (crash, ``os._exit``, a signal) yields a

@@ -11,7 +11,8 @@ from typing import Any
 from crewai.tools import BaseTool
 from pydantic import BaseModel, Field
 
-_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+Number = int | float
+_BINARY: dict[type[ast.operator], Callable[[Number, Number], Number]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -20,12 +21,12 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_UNARY: dict[type[ast.unaryop], Callable[[Number], Number]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _MAX_EXPONENT = 1000
 _MAX_LENGTH = 500
 
 
-def evaluate(expression: str) -> int | float:
+def evaluate(expression: str) -> Number:
     """Evaluate plain arithmetic by walking the AST, so no code can ever run.
 
     Raises ValueError for anything but numbers, + - * / // % ** and parentheses.
@@ -39,8 +40,8 @@ def evaluate(expression: str) -> int | float:
     return _eval(tree.body)
 
 
-def _eval(node: ast.expr) -> int | float:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+def _eval(node: ast.expr) -> Number:
+    if isinstance(node, ast.Constant) and isinstance(node.value, Number) and not isinstance(node.value, bool):
         return node.value
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
@@ -58,7 +59,7 @@ class CalculatorInput(BaseModel):
     expression: str = Field(description="Arithmetic expression, e.g. '(2 + 3) * 4'")
 
 
-class CalculatorTool(BaseTool):
+class CalculatorTool(BaseTool):  # type: ignore[misc]  # mypy skips crewai, so BaseTool is Any
     """Exact arithmetic, because language models are unreliable at it."""
 
     name: str = "calculator"
@@ -76,7 +77,7 @@ class NoInput(BaseModel):
     """The datetime tool takes no arguments."""
 
 
-class CurrentDatetimeTool(BaseTool):
+class CurrentDatetimeTool(BaseTool):  # type: ignore[misc]  # mypy skips crewai, so BaseTool is Any
     """The current UTC time, because models do not know what day it is."""
 
     name: str = "current_datetime"

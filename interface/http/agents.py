@@ -8,8 +8,19 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 
-from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
-from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
+from interface.http.common import (
+    IfMatch,
+    Limit,
+    Offset,
+    etag,
+    expected_version,
+    found,
+    group_id,
+    location,
+    settle,
+    settled_resource,
+)
+from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
@@ -77,7 +88,8 @@ class AgentRead(Resource, kw_only=True):
     allow_code_execution: bool
 
 
-AgentPage = page_type(AgentRead, "AgentPage")
+class AgentPage(Page[AgentRead]):
+    items: list[AgentRead]
 
 
 class AgentController(Controller):
@@ -88,13 +100,12 @@ class AgentController(Controller):
     async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: AgentCreate) -> Response[AgentRead]:
         """Create an agent. Fields left out take Kasal's defaults."""
         written = await kasal.run(kasal.services.agents.create, sent_fields(data))
-        headers = await settle(kasal, written)
-        agent = found(await kasal.views.agents.get(group_id(), written.id), "agent", written.id)
+        agent, headers = await settled_resource(kasal, written, kasal.views.agents, "agent")
         headers["Location"] = location(request, written.id)
         return Response(to_struct(agent, AgentRead), status_code=201, headers=headers)
 
     @get("/", summary="List agents")
-    async def list_agents(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> AgentPage:  # type: ignore[valid-type]
+    async def list_agents(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> AgentPage:
         """Agents of the caller's group, newest first."""
         page = await kasal.views.agents.list(group_id(), limit=limit, offset=offset)
         return to_struct(page, AgentPage)
@@ -111,8 +122,7 @@ class AgentController(Controller):
     ) -> Response[AgentRead]:
         """Change only the fields sent. ``If-Match: "<version>"`` makes the change conditional."""
         written = await kasal.run(kasal.services.agents.change, agent_id, sent_fields(data), expected_version(if_match))
-        headers = await settle(kasal, written)
-        agent = found(await kasal.views.agents.get(group_id(), agent_id), "agent", agent_id)
+        agent, headers = await settled_resource(kasal, written, kasal.views.agents, "agent")
         return Response(to_struct(agent, AgentRead), headers=headers)
 
     @delete("/{agent_id:uuid}", summary="Delete an agent", status_code=204)

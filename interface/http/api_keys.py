@@ -15,8 +15,19 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 
-from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
-from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
+from interface.http.common import (
+    IfMatch,
+    Limit,
+    Offset,
+    etag,
+    expected_version,
+    found,
+    group_id,
+    location,
+    settle,
+    settled_resource,
+)
+from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
 
@@ -38,7 +49,8 @@ class ApiKeyRead(Resource, kw_only=True):
     hint: str
 
 
-ApiKeyPage = page_type(ApiKeyRead, "ApiKeyPage")
+class ApiKeyPage(Page[ApiKeyRead]):
+    items: list[ApiKeyRead]
 
 
 def _read(row: dict[str, Any]) -> ApiKeyRead:
@@ -50,7 +62,7 @@ class ApiKeyController(Controller):
     tags = ["api-keys"]
 
     @get("/", summary="List API keys")
-    async def list_keys(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> ApiKeyPage:  # type: ignore[valid-type]
+    async def list_keys(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> ApiKeyPage:
         """The group's provider keys, newest first. ``value`` is "Set" or "Not set", never the secret."""
         page = await kasal.views.api_keys.list(group_id(), limit=limit, offset=offset)
         return to_struct({**page, "items": [_read(item) for item in page["items"]]}, ApiKeyPage)
@@ -61,8 +73,7 @@ class ApiKeyController(Controller):
         ``key`` (Kasal clients may send ``value``); ``service`` defaults from the name
         (``OPENAI_API_KEY`` → ``openai``). The answer never contains the key."""
         written = await kasal.run(kasal.services.api_keys.create, sent_fields(data))
-        headers = await settle(kasal, written)
-        row = found(await kasal.views.api_keys.get(group_id(), written.id), "api key", written.id)
+        row, headers = await settled_resource(kasal, written, kasal.views.api_keys, "api key")
         headers["Location"] = location(request, written.id)
         return Response(_read(row), status_code=201, headers=headers)
 
@@ -78,8 +89,7 @@ class ApiKeyController(Controller):
     ) -> Response[ApiKeyRead]:
         """Change the fields sent. A new ``key`` is encrypted afresh; ``""`` clears it."""
         written = await kasal.run(kasal.services.api_keys.change, key_id, sent_fields(data), expected_version(if_match))
-        headers = await settle(kasal, written)
-        row = found(await kasal.views.api_keys.get(group_id(), key_id), "api key", key_id)
+        row, headers = await settled_resource(kasal, written, kasal.views.api_keys, "api key")
         return Response(_read(row), headers=headers)
 
     @delete("/{key_id:uuid}", summary="Delete an API key", status_code=204)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
+from uuid import UUID
 
 from litestar import Request
 from litestar.params import Parameter
@@ -12,6 +13,7 @@ from application.documents import ExpectedVersions, Written
 from domain.context import current_actor
 from domain.errors import NotFoundError
 from interface.wiring import Kasal
+from projections.base import LogRows
 
 # Offsets reach SQL as bigint, and some queries add the page size to them: a
 # bound far below 2**63 keeps every such sum in range. No list is that long.
@@ -39,6 +41,49 @@ async def settle(kasal: Kasal, written: Written | None, position: int | None = N
     if written is not None:
         headers["ETag"] = f'"{written.version}"'
     return headers
+
+
+class ReadBack(Protocol):
+    """A view that reads a resource from its read model, or folds it from the log the same way."""
+
+    async def get(self, group_id: str, resource_id: UUID, /) -> dict[str, Any] | None: ...
+
+    def from_log(self, rows: LogRows, group_id: str, resource_id: UUID, /) -> dict[str, Any] | None: ...
+
+
+async def settled_resource(
+    kasal: Kasal, written: Written, view: ReadBack, kind: str, resource_id: UUID | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``settle`` a write, then the resource it wrote (``written.id`` unless named) and the headers.
+
+    A write whose read model outwaited the timeout still succeeded, so it is
+    answered with what it wrote, never 404 nor the state before it: until the
+    read model holds the written version, the resource is folded from the log
+    exactly as the read model will hold it, and the answer says it is stale.
+    """
+    headers = await settle(kasal, written)
+    resource_id = written.id if resource_id is None else resource_id
+    resource = await view.get(group_id(), resource_id)
+    if resource is None or resource.get("version", written.version) < written.version:
+        resource = await kasal.run(view.from_log, _log_rows(kasal), group_id(), resource_id)
+    return found(resource, kind, resource_id), headers
+
+
+async def current_resource(kasal: Kasal, view: ReadBack, kind: str, resource_id: UUID) -> dict[str, Any]:
+    """The resource as the log has it now, for a command that checks a change against it:
+    its read model may not hold the latest write yet, or right after a create, any row."""
+    resource = await kasal.run(view.from_log, _log_rows(kasal), group_id(), resource_id)
+    return found(resource, kind, resource_id)
+
+
+def _log_rows(kasal: Kasal) -> LogRows:
+    by_table = {table: projection for projection in kasal.projector.projections for table in projection.tables}
+
+    def row(table: str, aggregate_id: UUID) -> dict[str, Any] | None:
+        events = kasal.store.history(aggregate_id)
+        return by_table[table].row_of(events) if events else None
+
+    return row
 
 
 _VERSION_TAG = re.compile(r'(?:W/)?"([1-9][0-9]*)"|([1-9][0-9]*)')

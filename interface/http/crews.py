@@ -10,8 +10,19 @@ from litestar import Controller, Request, Response, delete, get, post, put
 
 from application.crew_config import Finding
 from application.crew_drafts import DraftRequest
-from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
-from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
+from interface.http.common import (
+    IfMatch,
+    Limit,
+    Offset,
+    etag,
+    expected_version,
+    found,
+    group_id,
+    location,
+    settle,
+    settled_resource,
+)
+from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -73,7 +84,8 @@ class CrewRead(Resource, kw_only=True):
     tasks_config: list[ConfigEntry] | None = None
 
 
-CrewPage = page_type(CrewRead, "CrewPage")
+class CrewPage(Page[CrewRead]):
+    items: list[CrewRead]
 
 
 class CrewDebugRequest(msgspec.Struct, kw_only=True):
@@ -107,13 +119,12 @@ class CrewController(Controller):
         they do not validate (``POST /crews/debug`` says why). Every id in ``agent_ids`` and
         ``task_ids`` must be one of the group's agents or tasks (422 otherwise)."""
         written = await kasal.run(kasal.services.crews.create, sent_fields(data))
-        headers = await settle(kasal, written)
-        crew = found(await kasal.views.crews.get(group_id(), written.id), "crew", written.id)
+        crew, headers = await settled_resource(kasal, written, kasal.views.crews, "crew")
         headers["Location"] = location(request, written.id)
         return Response(to_struct(crew, CrewRead), status_code=201, headers=headers)
 
     @get("/", summary="List crews")
-    async def list_crews(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> CrewPage:  # type: ignore[valid-type]
+    async def list_crews(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> CrewPage:
         """Crews of the caller's group, newest first."""
         page = await kasal.views.crews.list(group_id(), limit=limit, offset=offset)
         return to_struct(page, CrewPage)
@@ -131,8 +142,7 @@ class CrewController(Controller):
         """Change only the fields sent; renaming to a name in use is 409.
         ``If-Match: "<version>"`` makes the change conditional."""
         written = await kasal.run(kasal.services.crews.change, crew_id, sent_fields(data), expected_version(if_match))
-        headers = await settle(kasal, written)
-        crew = found(await kasal.views.crews.get(group_id(), crew_id), "crew", crew_id)
+        crew, headers = await settled_resource(kasal, written, kasal.views.crews, "crew")
         return Response(to_struct(crew, CrewRead), headers=headers)
 
     @delete("/{crew_id:uuid}", summary="Delete a crew", status_code=204)

@@ -110,6 +110,12 @@ def pydantic_detail(messages: list[dict[str, Any]], body: Any) -> list[Validatio
         source = item.get("source") or "body"
         source = str(getattr(source, "value", source))  # Litestar names parameter sources with an enum
         key = item.get("key")
+        if key is not None and message == repr(key):
+            # Litestar reports a parameter it got no value for (an empty body: ``data``)
+            # with the text of the KeyError it caught.
+            loc = _loc(source, None if key == "data" else key)
+            detail.append(ValidationIssue(type="missing", loc=loc, msg="Field required", input=None))
+            continue
         if key == "data":  # Litestar's name for the whole body
             key = None
         missing = _MISSING_FIELD.search(message)

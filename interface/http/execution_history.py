@@ -19,7 +19,7 @@ from litestar import Controller, get
 from domain.execution import TERMINAL, ExecutionStatus
 from interface.http.common import Limit, Offset, group_id
 from interface.http.executions import Usage, execution_or_404, normalise_result, status_filter
-from interface.http.structs import page_type, to_struct
+from interface.http.structs import Page, to_struct
 from interface.wiring import Kasal
 
 
@@ -58,7 +58,8 @@ class HistoryRead(msgspec.Struct, kw_only=True):
     version: int
 
 
-HistoryPage = page_type(HistoryRead, "ExecutionHistoryPage")
+class ExecutionHistoryPage(Page[HistoryRead]):
+    items: list[HistoryRead]
 
 
 def history_read(row: dict[str, Any]) -> HistoryRead:
@@ -74,10 +75,10 @@ def history_read(row: dict[str, Any]) -> HistoryRead:
 
 async def history_page(
     kasal: Kasal, limit: int, offset: int, status: str | None,
-) -> HistoryPage:  # type: ignore[valid-type]
+) -> ExecutionHistoryPage:
     page = await kasal.views.executions.list(group_id(), limit=limit, offset=offset, status=status_filter(status))
     page["items"] = [history_read(row) for row in page["items"]]
-    return to_struct(page, HistoryPage)
+    return to_struct(page, ExecutionHistoryPage)
 
 
 class ExecutionHistoryController(Controller):
@@ -87,14 +88,14 @@ class ExecutionHistoryController(Controller):
     @get("/execution-history", summary="List execution history")
     async def list_history(
         self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0, status: str | None = None,
-    ) -> HistoryPage:  # type: ignore[valid-type]
+    ) -> ExecutionHistoryPage:
         """Past and current executions of the caller's group, newest first, with their timelines."""
         return await history_page(kasal, limit, offset, status)
 
     @get("/executions/history", summary="List execution history (Kasal alias)")
     async def list_history_alias(
         self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0, status: str | None = None,
-    ) -> HistoryPage:  # type: ignore[valid-type]
+    ) -> ExecutionHistoryPage:
         """Kasal's path for the history list (which Kasal itself shadows with a 404)."""
         return await history_page(kasal, limit, offset, status)
 

@@ -20,7 +20,7 @@ from application.planning import PlanRequest
 from domain.errors import InvalidError
 from domain.execution import TERMINAL, ExecutionStatus
 from interface.http.common import Limit, Offset, found, group_id, location, settle
-from interface.http.structs import page_type, to_struct
+from interface.http.structs import Page, to_struct
 from interface.wiring import Kasal
 
 ConfigMap = dict[str, Any] | str
@@ -82,7 +82,8 @@ class ExecutionRead(msgspec.Struct, kw_only=True):
     version: int
 
 
-ExecutionPage = page_type(ExecutionRead, "ExecutionPage")
+class ExecutionPage(Page[ExecutionRead]):
+    items: list[ExecutionRead]
 
 
 class CancelAnswer(msgspec.Struct, kw_only=True):
@@ -164,7 +165,7 @@ class ExecutionController(Controller):
     async def list_executions(
         self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0, status: str | None = None,
         crew_id: str | None = None,
-    ) -> ExecutionPage:  # type: ignore[valid-type]
+    ) -> ExecutionPage:
         """Executions of the caller's group, newest first; ``status`` (any case) and ``crew_id`` filter."""
         page = await kasal.views.executions.list(
             group_id(), limit=limit, offset=offset, status=status_filter(status), crew_id=crew_id)

@@ -24,8 +24,8 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 
 from domain.errors import NotFoundError
-from interface.http.common import IfMatch, Offset, expected_version, found, group_id, settle
-from interface.http.structs import UNSET, UnsetType, page_type, sent_fields, to_struct
+from interface.http.common import IfMatch, Offset, expected_version, group_id, settle, settled_resource
+from interface.http.structs import UNSET, Page, UnsetType, sent_fields, to_struct
 from interface.http.tools import CatalogueLimit
 from interface.wiring import Kasal
 
@@ -87,7 +87,8 @@ class ModelRead(msgspec.Struct, kw_only=True):
     updated_by: str | None = None
 
 
-ModelPage = page_type(ModelRead, "ModelPage")
+class ModelPage(Page[ModelRead]):
+    items: list[ModelRead]
 
 
 def _read(model: dict[str, Any]) -> ModelRead:
@@ -102,8 +103,7 @@ def _key(model_name: str) -> str:
 
 
 async def _respond(kasal: Kasal, written: Any, status_code: int = 200) -> Response[ModelRead]:
-    headers = await settle(kasal, written)
-    model = found(await kasal.views.models.get(group_id(), written.id), "model", written.id)
+    model, headers = await settled_resource(kasal, written, kasal.views.models, "model")
     headers["ETag"] = f'"{model["version"]}"'
     if status_code == 201:
         headers["Location"] = f"/api/v1/models/{quote(model['key'], safe='/:')}"
@@ -115,13 +115,13 @@ class ModelController(Controller):
     tags = ["models"]
 
     @get("/", summary="List models")
-    async def list_models(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:  # type: ignore[valid-type]
+    async def list_models(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:
         """Built-in models (``group_id`` null) as the caller's group has set them, and the group's own."""
         page = await kasal.views.models.page(group_id(), limit=limit, offset=offset)
         return to_struct({**page, "items": [_read(m) for m in page["items"]]}, ModelPage)
 
     @get("/enabled", summary="List enabled models")
-    async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:  # type: ignore[valid-type]
+    async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:
         """The models the caller's group may run."""
         page = await kasal.views.models.page(group_id(), limit=limit, offset=offset, enabled=True)
         return to_struct({**page, "items": [_read(m) for m in page["items"]]}, ModelPage)

@@ -18,8 +18,20 @@ from litestar import Controller, Request, Response, delete, get, patch, post, pu
 
 from application.cron import check_expression
 from domain.errors import InvalidError
-from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
-from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
+from interface.http.common import (
+    IfMatch,
+    Limit,
+    Offset,
+    current_resource,
+    etag,
+    expected_version,
+    found,
+    group_id,
+    location,
+    settle,
+    settled_resource,
+)
+from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -69,7 +81,8 @@ class ScheduleRead(Resource, kw_only=True):
     last_error: str | None
 
 
-SchedulePage = page_type(ScheduleRead, "SchedulePage")
+class SchedulePage(Page[ScheduleRead]):
+    items: list[ScheduleRead]
 
 
 def schedule_read(row: dict[str, Any]) -> ScheduleRead:
@@ -108,9 +121,8 @@ async def create_schedule(
     check_expression(fields["cron_expression"], fields.get("timezone"))
     await kasal.services.planner.check_schedule(fields)
     written = await kasal.run(kasal.services.schedules.create, fields)
-    headers = await settle(kasal, written)
+    row, headers = await settled_resource(kasal, written, kasal.views.schedules, "schedule")
     kasal.scheduler.wake()
-    row = await schedule_or_404(kasal, written.id)
     headers["Location"] = location(request, written.id)
     return Response(schedule_read(row), status_code=201, headers=headers)
 
@@ -118,7 +130,7 @@ async def create_schedule(
 async def update_schedule(
     kasal: Kasal, schedule_id: UUID, data: ScheduleUpdate, if_match: str | None,
 ) -> Response[ScheduleRead]:
-    current = await schedule_or_404(kasal, schedule_id)
+    current = await current_resource(kasal, kasal.views.schedules, "schedule", schedule_id)
     changes = definition(data)
     merged = {**current, **changes}
     if {"cron_expression", "timezone"} & changes.keys():
@@ -135,9 +147,9 @@ async def toggle_schedule(kasal: Kasal, schedule_id: UUID, if_match: str | None)
 
 
 async def _answer(kasal: Kasal, schedule_id: UUID, written: Any) -> Response[ScheduleRead]:
-    headers = await settle(kasal, written)
+    row, headers = await settled_resource(kasal, written, kasal.views.schedules, "schedule")
     kasal.scheduler.wake()
-    return Response(schedule_read(await schedule_or_404(kasal, schedule_id)), headers=headers)
+    return Response(schedule_read(row), headers=headers)
 
 
 class _ScheduleRoutes(Controller):
@@ -161,7 +173,7 @@ class _ScheduleRoutes(Controller):
         return await create_schedule(request, kasal, data)
 
     @get("/", summary="List schedules")
-    async def list_schedules(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> SchedulePage:  # type: ignore[valid-type]
+    async def list_schedules(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> SchedulePage:
         """Schedules of the caller's group, newest first, with their next and last runs."""
         page = await kasal.views.schedules.list(group_id(), limit=limit, offset=offset)
         page["items"] = [schedule_read(row) for row in page["items"]]

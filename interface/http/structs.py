@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -27,13 +27,22 @@ def sent_fields(struct: msgspec.Struct) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not UNSET}
 
 
-def page_type(item: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:
-    """A list envelope ``{items, total, limit, offset, has_more}`` of ``item``."""
-    return msgspec.defstruct(
-        name,
-        [("items", list[item]), ("total", int), ("limit", int), ("offset", int), ("has_more", bool)],  # type: ignore[valid-type]
-        kw_only=True,
-    )
+Item = TypeVar("Item", bound=msgspec.Struct)
+
+
+class Page(msgspec.Struct, Generic[Item], kw_only=True):
+    """A list envelope ``{items, total, limit, offset, has_more}``.
+
+    A concrete page names its item type once more (``class AgentPage(Page[AgentRead]):
+    items: list[AgentRead]``) because Litestar's OpenAPI schema does not resolve a generic
+    base's parameter and would describe every item as an empty object.
+    """
+
+    items: list[Item]
+    total: int
+    limit: int
+    offset: int
+    has_more: bool
 
 
 S = TypeVar("S")
@@ -44,4 +53,4 @@ def to_struct(data: Any, cls: type[S]) -> S:
     return msgspec.convert(data, cls, strict=False)
 
 
-__all__ = ["Resource", "sent_fields", "page_type", "to_struct", "UNSET", "UnsetType"]
+__all__ = ["Resource", "sent_fields", "Page", "to_struct", "UNSET", "UnsetType"]

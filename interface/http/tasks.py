@@ -8,8 +8,19 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 
-from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
-from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
+from interface.http.common import (
+    IfMatch,
+    Limit,
+    Offset,
+    etag,
+    expected_version,
+    found,
+    group_id,
+    location,
+    settle,
+    settled_resource,
+)
+from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
@@ -63,12 +74,12 @@ class TaskRead(Resource, kw_only=True):
     config: dict[str, Any] = {}
 
 
-TaskPage = page_type(TaskRead, "TaskPage")
+class TaskPage(Page[TaskRead]):
+    items: list[TaskRead]
 
 
 async def _answer(kasal: Kasal, written: Any, status_code: int = 200) -> Response[TaskRead]:
-    headers = await settle(kasal, written)
-    task = found(await kasal.views.tasks.get(group_id(), written.id), "task", written.id)
+    task, headers = await settled_resource(kasal, written, kasal.views.tasks, "task")
     return Response(to_struct(task, TaskRead), status_code=status_code, headers=headers)
 
 
@@ -88,7 +99,7 @@ class TaskController(Controller):
         return response
 
     @get("/", summary="List tasks")
-    async def list_tasks(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TaskPage:  # type: ignore[valid-type]
+    async def list_tasks(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TaskPage:
         """Tasks of the caller's group, newest first."""
         page = await kasal.views.tasks.list(group_id(), limit=limit, offset=offset)
         return to_struct(page, TaskPage)

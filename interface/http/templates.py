@@ -13,8 +13,19 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 
 from domain.template import SYSTEM_GROUP, render
-from interface.http.common import IfMatch, Limit, Offset, etag, expected_version, found, group_id, location, settle
-from interface.http.structs import UNSET, Resource, UnsetType, page_type, sent_fields, to_struct
+from interface.http.common import (
+    IfMatch,
+    Limit,
+    Offset,
+    etag,
+    expected_version,
+    found,
+    group_id,
+    location,
+    settle,
+    settled_resource,
+)
+from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -57,7 +68,8 @@ class RenderResult(msgspec.Struct, kw_only=True):
     rendered: str
 
 
-TemplatePage = page_type(TemplateRead, "TemplatePage")
+class TemplatePage(Page[TemplateRead]):
+    items: list[TemplateRead]
 
 
 def _read(row: dict[str, Any]) -> TemplateRead:
@@ -69,7 +81,7 @@ class TemplateController(Controller):
     tags = ["templates"]
 
     @get("/", summary="List templates")
-    async def list_templates(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TemplatePage:  # type: ignore[valid-type]
+    async def list_templates(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TemplatePage:
         """The group's templates and the built-ins it has not overridden by name, newest first."""
         page = await kasal.views.templates.list(group_id(), limit=limit, offset=offset)
         return to_struct({**page, "items": [_read(item) for item in page["items"]]}, TemplatePage)
@@ -82,8 +94,7 @@ class TemplateController(Controller):
         ``variables`` must list exactly the placeholders (422 names the missing and unused
         ones). A name the group already uses is 409; a built-in's name overrides it."""
         written = await kasal.run(kasal.services.templates.create, sent_fields(data))
-        headers = await settle(kasal, written)
-        row = found(await kasal.views.templates.get(group_id(), written.id), "template", written.id)
+        row, headers = await settled_resource(kasal, written, kasal.views.templates, "template")
         headers["Location"] = location(request, written.id)
         return Response(_read(row), status_code=201, headers=headers)
 
@@ -110,8 +121,7 @@ class TemplateController(Controller):
         written = await kasal.run(
             kasal.services.templates.change, template_id, sent_fields(data), expected_version(if_match)
         )
-        headers = await settle(kasal, written)
-        row = found(await kasal.views.templates.get(group_id(), written.id), "template", written.id)
+        row, headers = await settled_resource(kasal, written, kasal.views.templates, "template")
         return Response(_read(row), headers=headers)
 
     @delete("/{template_id:uuid}", summary="Delete a template", status_code=204)

@@ -13,8 +13,9 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 
-from interface.http.common import Limit, Offset, found, group_id, location, settle
-from interface.http.structs import page_type, to_struct
+from application.documents import Written
+from interface.http.common import Limit, Offset, found, group_id, location, settle, settled_resource
+from interface.http.structs import Page, to_struct
 from interface.wiring import Kasal
 
 Role = Literal["operator", "editor", "admin"]
@@ -40,7 +41,8 @@ class TokenCreated(TokenRead, kw_only=True):
     token: str
 
 
-TokenPage = page_type(TokenRead, "TokenPage")
+class TokenPage(Page[TokenRead]):
+    items: list[TokenRead]
 
 
 class TokenController(Controller):
@@ -52,13 +54,14 @@ class TokenController(Controller):
         """Create a token for your group with the given role. The ``token`` field of
         this response is the only time the secret is shown: store it now."""
         issued = await kasal.run(kasal.services.tokens.issue, data.role, data.name)
-        headers = await settle(kasal, None, issued.position)
-        row = found(await kasal.views.tokens.get(group_id(), issued.id), "token", issued.id)
+        written = Written(issued.id, issued.version, issued.position)
+        row, headers = await settled_resource(kasal, written, kasal.views.tokens, "token")
+        headers.pop("ETag")  # a token has no version a client could send back
         headers["Location"] = location(request, issued.id)
         return Response(to_struct({**row, "token": issued.token}, TokenCreated), status_code=201, headers=headers)
 
     @get("/", summary="List access tokens", opt=ADMIN_ONLY)
-    async def list_tokens(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TokenPage:  # type: ignore[valid-type]
+    async def list_tokens(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TokenPage:
         """Your group's live tokens, newest first, without their secrets."""
         page = await kasal.views.tokens.list(group_id(), limit=limit, offset=offset)
         return to_struct(page, TokenPage)

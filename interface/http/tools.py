@@ -19,8 +19,8 @@ from litestar.params import Parameter
 from application.catalogue_seed import BUILTIN_TOOL_HINTS
 from domain.errors import NotFoundError
 from domain.tool import config_schema
-from interface.http.common import IfMatch, Offset, expected_version, found, group_id, location, settle
-from interface.http.structs import UNSET, UnsetType, page_type, sent_fields, to_struct
+from interface.http.common import IfMatch, Offset, expected_version, found, group_id, location, settle, settled_resource
+from interface.http.structs import UNSET, Page, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -75,7 +75,8 @@ class ToolToggled(ToolRead, kw_only=True):
     message: str
 
 
-ToolPage = page_type(ToolRead, "ToolPage")
+class ToolPage(Page[ToolRead]):
+    items: list[ToolRead]
 
 
 def _read(tool: dict[str, Any]) -> ToolRead:
@@ -83,8 +84,7 @@ def _read(tool: dict[str, Any]) -> ToolRead:
 
 
 async def _written(kasal: Kasal, written: Any, tool_id: UUID) -> tuple[dict[str, Any], dict[str, str]]:
-    headers = await settle(kasal, written)
-    tool = found(await kasal.views.tools.get(group_id(), tool_id), "tool", tool_id)
+    tool, headers = await settled_resource(kasal, written, kasal.views.tools, "tool", tool_id)
     headers["ETag"] = f'"{tool["version"]}"'
     return tool, headers
 
@@ -94,13 +94,13 @@ class ToolController(Controller):
     tags = ["tools"]
 
     @get("/", summary="List tools")
-    async def list_tools(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:  # type: ignore[valid-type]
+    async def list_tools(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:
         """Built-in tools (``group_id`` null) as the caller's group has set them, and the group's own tools."""
         page = await kasal.views.tools.page(group_id(), limit=limit, offset=offset)
         return to_struct({**page, "items": [_read(t) for t in page["items"]]}, ToolPage)
 
     @get("/enabled", summary="List enabled tools")
-    async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:  # type: ignore[valid-type]
+    async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:
         """The tools the caller's group has enabled: what its agents may use."""
         page = await kasal.views.tools.page(group_id(), limit=limit, offset=offset, enabled=True)
         return to_struct({**page, "items": [_read(t) for t in page["items"]]}, ToolPage)

@@ -91,8 +91,6 @@ def test_a_write_that_outwaits_its_projection_is_answered_and_marked_stale(laggi
     assert response.headers.get("x-kasal-stale") == "true"
 
 
-@pytest.mark.xfail(reason="create handlers answer with the new row read back from its read model, so while "
-                          "projections lag a successful create is answered 404", raises=AssertionError, strict=True)
 def test_a_created_agent_is_answered_even_when_its_projection_lags(lagging_server) -> None:
     with lagging_server.client() as http:
         response = http.post("/api/v1/agents", json=CONTRACT_AGENT)

@@ -82,7 +82,8 @@ def test_quick_start_runs_a_crew_offline_and_reads_it_back(server) -> None:
 
         done = http.get(f"/api/v1/executions/{execution_id}").json()
         assert done["status"] == "COMPLETED" and done["result"]
-        again = wait_for(http, http.post("/api/v1/executions", json={"crew_id": crew_id, "inputs": {"topic": "event sourcing"}}).json()["execution_id"], TERMINAL)
+        request = {"crew_id": crew_id, "inputs": {"topic": "event sourcing"}}
+        again = wait_for(http, http.post("/api/v1/executions", json=request).json()["execution_id"], TERMINAL)
         assert again["result"] == done["result"], "the offline model is deterministic"
 
         trace = http.get(f"/api/v1/execution-trace/{execution_id}").json()
@@ -95,7 +96,8 @@ def test_quick_start_runs_a_crew_offline_and_reads_it_back(server) -> None:
 def test_a_hard_kill_mid_run_leaves_the_execution_cancelled_after_restart(server) -> None:
     with server.client() as http:
         crew_id = build_crew(http, model="offline/slow")
-        execution_id = http.post("/api/v1/executions", json={"crew_id": crew_id, "inputs": {"topic": "kills"}}).json()["execution_id"]
+        request = {"crew_id": crew_id, "inputs": {"topic": "kills"}}
+        execution_id = http.post("/api/v1/executions", json=request).json()["execution_id"]
         wait_for(http, execution_id, {"RUNNING"})
         deadline = time.monotonic() + 30
         while not http.get(f"/api/v1/execution-logs/{execution_id}").json()["items"] and time.monotonic() < deadline:

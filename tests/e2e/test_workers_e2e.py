@@ -13,7 +13,9 @@ from tests.e2e.conftest import ROOT, ServerProcess
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CREW = {
-    "agents_yaml": {"w": {"role": "Writer", "goal": "Write about {topic}", "backstory": "Terse", "llm": "offline/echo"}},
+    "agents_yaml": {
+        "w": {"role": "Writer", "goal": "Write about {topic}", "backstory": "Terse", "llm": "offline/echo"},
+    },
     "tasks_yaml": {"t": {"description": "One line on {topic}", "expected_output": "A line", "agent": "w"}},
     "inputs": {"topic": "workers"},
 }

@@ -67,4 +67,5 @@ async def test_another_groups_agent_is_404(client) -> None:
     created = (await client.post("/api/v1/agents", json=CONTRACT_AGENT, headers={"X-Group-Id": "a"})).json()
     response = await client.get(f"/api/v1/agents/{created['id']}", headers={"X-Group-Id": "b"})
     assert response.status_code == 404
-    assert (await client.put(f"/api/v1/agents/{created['id']}", json={"name": "n"}, headers={"X-Group-Id": "b"})).status_code == 404
+    renamed = await client.put(f"/api/v1/agents/{created['id']}", json={"name": "n"}, headers={"X-Group-Id": "b"})
+    assert renamed.status_code == 404

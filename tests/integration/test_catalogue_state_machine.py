@@ -48,7 +48,8 @@ def test_catalogue_read_model_matches_a_plain_model(empty_database_url: str) -> 
             self.model: dict[uuid.UUID, dict[str, Any]] = {}
 
         def taken(self, name: str, other_than: uuid.UUID | None = None) -> bool:
-            return any(normalise_name(w["name"]) == normalise_name(name) for i, w in self.model.items() if i != other_than)
+            wanted = normalise_name(name)
+            return any(normalise_name(w["name"]) == wanted for i, w in self.model.items() if i != other_than)
 
         @rule(target=widgets, name=names, size=st.integers(0, 9))
         def create(self, name: str, size: int) -> Any:

@@ -87,7 +87,10 @@ async def test_yaml_json_text_and_objects_are_all_decoded(client) -> None:
 
 
 async def test_decoded_configs_keep_the_written_order_even_for_objects(client) -> None:
-    tasks = {"zeta": {"description": "first", "expected_output": "o"}, "a": {"description": "second", "expected_output": "o"}}
+    tasks = {
+        "zeta": {"description": "first", "expected_output": "o"},
+        "a": {"description": "second", "expected_output": "o"},
+    }
     crew = await _crew(client, tasks_yaml=tasks)
     fetched = (await client.get(f"/api/v1/crews/{crew['id']}")).json()
     assert [e["key"] for e in fetched["tasks_config"]] == ["zeta", "a"]

@@ -155,9 +155,9 @@ async def test_a_websocket_reconnecting_after_its_last_seq_misses_nothing_and_re
 async def test_a_websocket_for_another_groups_execution_closes_with_4404(client) -> None:
     execution_id, _ = await finished_execution(client, 1)
     for path, group in ((execution_id, "other"), (str(uuid.uuid4()), "local")):
-        with pytest.raises(WebSocketDisconnect) as closed:
-            with await client.websocket_connect(f"/api/v1/execution-logs/{path}/stream", headers={"X-Group-Id": group}):
-                pass
+        stream, headers = f"/api/v1/execution-logs/{path}/stream", {"X-Group-Id": group}
+        with pytest.raises(WebSocketDisconnect) as closed, await client.websocket_connect(stream, headers=headers):
+            pass
         assert closed.value.code == 4404
 
 
@@ -170,7 +170,8 @@ async def test_sse_replays_a_finished_execution_and_ends_with_its_status(client)
         response = await client.get(path, headers=runner.fresh())
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         events = parse_sse(response.text)
-        assert [(e["event"], e.get("id")) for e in events] == [("log", "1"), ("log", "2"), ("log", "3"), ("status", None)]
+        expected = [("log", "1"), ("log", "2"), ("log", "3"), ("status", None)]
+        assert [(e["event"], e.get("id")) for e in events] == expected
         assert events[1]["data"]["message"] == "line 2" and events[-1]["data"]["status"] == "COMPLETED"
 
 

@@ -128,7 +128,8 @@ async def test_starting_an_execution_answers_201_pending_at_once(client) -> None
     assert response.headers["location"] == f"/api/v1/executions/{body['execution_id']}"
     shown = (await client.get(f"/api/v1/executions/{body['execution_id']}")).json()
     assert shown["status"] == "PENDING" and shown["result"] is None and shown["model"] == "offline/echo"
-    assert [e["execution_id"] for e in (await client.get("/api/v1/executions")).json()["items"]] == [body["execution_id"]]
+    listed = (await client.get("/api/v1/executions")).json()["items"]
+    assert [e["execution_id"] for e in listed] == [body["execution_id"]]
 
 
 async def test_an_inline_crew_may_be_yaml_text(client) -> None:
@@ -202,7 +203,8 @@ async def test_operators_may_start_and_cancel_executions(settings) -> None:
     async with AsyncTestClient(app=create_app(wire(settings, authenticator=Operator()))) as operator:
         started = await start(operator, group="ops")
         assert (await operator.post(f"/api/v1/executions/{started['execution_id']}/cancel")).status_code == 200
-        assert (await operator.post("/api/v1/agents", json={"role": "r", "goal": "g", "backstory": "b"})).status_code == 403
+        agent = {"role": "r", "goal": "g", "backstory": "b"}
+        assert (await operator.post("/api/v1/agents", json=agent)).status_code == 403
 
 
 # -- reading -----------------------------------------------------------------

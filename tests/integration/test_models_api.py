@@ -43,7 +43,9 @@ async def running(settings: Settings, **parts: Any) -> AsyncIterator[Any]:
         yield client
 
 
-async def models_by_key(client: Any, headers: dict[str, str] | None = None, path: str = "/api/v1/models") -> dict[str, Any]:
+async def models_by_key(
+    client: Any, headers: dict[str, str] | None = None, path: str = "/api/v1/models"
+) -> dict[str, Any]:
     response = await client.get(path, headers=headers or {})
     assert response.status_code == 200, response.text
     return {model["key"]: model for model in response.json()["items"]}

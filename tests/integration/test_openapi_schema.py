@@ -136,3 +136,14 @@ async def test_every_answer_known_only_to_a_handler_names_a_documented_operation
     for (method, path), answers in EXTRA_ANSWERS.items():
         operation = document["paths"][path][method]
         assert set(answers) <= set(operation["responses"]), f"{method} {path}"
+
+
+async def test_every_page_documents_the_schema_of_its_items(client) -> None:
+    """A page names its item type itself: inherited from the generic ``Page`` only, it would be an empty ``Struct``."""
+    schemas = (await document_of(client))["components"]["schemas"]
+    pages = {name: schema for name, schema in schemas.items() if "items" in schema.get("properties", {})}
+    assert len(pages) >= 12
+    for name, page in pages.items():
+        reference = page["properties"]["items"]["items"].get("$ref", "")
+        item = schemas.get(reference.removeprefix("#/components/schemas/"), {})
+        assert item.get("properties"), name

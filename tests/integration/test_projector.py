@@ -56,7 +56,8 @@ def create_agents(store: KasalStore, count: int, group: str = "g1") -> list[Any]
 
 def table_rows(url: str, table: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() if table == "t_seen" else conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+        order = "1" if table == "t_seen" else "1, 2"
+        return conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
 
 
 def test_a_page_that_fails_midway_is_applied_exactly_once_after_restart(empty_database_url: str) -> None:

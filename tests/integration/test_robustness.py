@@ -76,6 +76,17 @@ async def test_an_empty_body_is_422(client) -> None:
     assert_validation_error(await client.post("/api/v1/agents", content=b"", headers=JSON), ["body"])
 
 
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/api/v1/agents"), ("PUT", f"/api/v1/tasks/{uuid.uuid4()}"), ("POST", "/api/v1/crews"),
+    ("POST", "/api/v1/executions"), ("POST", "/api/v1/scheduler/schedules"), ("POST", "/api/v1/tokens"),
+])
+@pytest.mark.parametrize("headers", [JSON, {}], ids=["json", "no-content-type"])
+async def test_an_empty_body_says_the_body_is_required(client, method, path, headers) -> None:
+    response = await client.request(method, path, content=b"", headers=headers)
+    assert assert_json(response, 422)["detail"] == [
+        {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}]
+
+
 async def test_a_body_over_the_limit_is_413_with_a_json_body(client, settings) -> None:
     huge = b'{"role": "' + b"x" * settings.max_body_bytes + b'"}'
     assert_domain_error(await client.post("/api/v1/agents", content=huge, headers=JSON), 413, "request_too_large")

@@ -35,7 +35,9 @@ async def running(settings: Settings) -> AsyncIterator[Any]:
         yield client
 
 
-async def tools_by_name(client: Any, headers: dict[str, str] | None = None, path: str = "/api/v1/tools") -> dict[str, Any]:
+async def tools_by_name(
+    client: Any, headers: dict[str, str] | None = None, path: str = "/api/v1/tools"
+) -> dict[str, Any]:
     response = await client.get(path, headers=headers or {})
     assert response.status_code == 200, response.text
     return {tool["name"]: tool for tool in response.json()["items"]}

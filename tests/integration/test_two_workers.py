@@ -54,7 +54,7 @@ def test_two_runners_claim_every_execution_exactly_once(database_url: str) -> No
     assert not set(claims["one"]) & set(claims["two"])
     assert set(claims["one"]) | set(claims["two"]) == requested
     assert len(claims["one"]) + len(claims["two"]) == 40
-    for service, other_store, other_pool in runners.values():
+    for _service, other_store, other_pool in runners.values():
         other_store.close()
         other_pool.close()
     projector.stop()

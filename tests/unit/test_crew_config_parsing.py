@@ -291,7 +291,9 @@ def test_very_long_cycles_are_elided_in_the_message() -> None:
     report = validate_crew({"a": agent()}, tasks)
 
     cycles = [error.message for error in report.errors if "cycle" in error.message]
-    assert cycles == ["context cycle: t0 -> t1 -> t2 -> t3 -> t4 -> t5 -> ... (19 more) -> t25 -> t26 -> t27 -> t28 -> t29 -> t0"]
+    assert cycles == [
+        "context cycle: t0 -> t1 -> t2 -> t3 -> t4 -> t5 -> ... (19 more) -> t25 -> t26 -> t27 -> t28 -> t29 -> t0"
+    ]
 
 
 @pytest.mark.parametrize(

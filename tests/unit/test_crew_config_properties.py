@@ -52,7 +52,9 @@ def test_validation_never_raises_on_arbitrary_text(agents: str, tasks: str) -> N
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(config_values, config_values, st.sampled_from(["sequential", "hierarchical", "other"]) | json_values, json_values)
+@given(
+    config_values, config_values, st.sampled_from(["sequential", "hierarchical", "other"]) | json_values, json_values
+)
 def test_validation_never_raises_on_arbitrary_json_like_values(
     agents: object, tasks: object, process: object, manager_llm: object
 ) -> None:

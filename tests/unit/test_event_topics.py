@@ -51,14 +51,18 @@ json_values = st.recursive(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    extra=st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda k: k not in {"role", "goal", "backstory"}), json_values, max_size=5),
+    extra=st.dictionaries(
+        st.text(min_size=1, max_size=12).filter(lambda k: k not in {"role", "goal", "backstory"}),
+        json_values,
+        max_size=5,
+    ),
     role=st.text(min_size=1, max_size=40).filter(str.strip),
 )
 def test_document_events_round_trip_through_the_stored_form(extra: dict[str, Any], role: str) -> None:
     store = KasalStore(memory_env())
     with acting_as(Actor(group_id="g", actor="someone@example.com", correlation_id="req-1")):
         agent = Agent.new("g", {**extra, "role": role, "goal": "g", "backstory": "b"})
-        agent.change({"goal": "new goal", **{k: v for k, v in list(extra.items())[:1]}})
+        agent.change({"goal": "new goal", **dict(list(extra.items())[:1])})
         agent.delete()
     events = agent.collect_events()
     for event in events:

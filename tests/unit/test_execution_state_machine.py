@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from uuid import UUID
 
 import pytest
@@ -262,7 +263,8 @@ def test_any_progress_becomes_small_events_with_contiguous_seqs_and_summed_usage
     assert all(b"\\u0000" not in state for state in stored_states(store))
     events = [e for e in store.repository.event_store.get(execution_id) if isinstance(e, Execution.ProgressRecorded)]
     sent = [o for batch in batches for o in batch]
-    assert [line["seq"] for e in events for line in e.logs] == list(range(1, sum(isinstance(o, LogLine) for o in sent) + 1))
+    lines_sent = sum(isinstance(o, LogLine) for o in sent)
+    assert [line["seq"] for e in events for line in e.logs] == list(range(1, lines_sent + 1))
     seen = 0
     for event in events:  # each event's counters describe exactly the lines up to and including its own
         seen += len(event.logs)
@@ -373,7 +375,8 @@ class ExecutionLifecycle(RuleBasedStateMachine):
     @rule(execution_id=executions)
     def fail(self, execution_id: UUID) -> None:
         e = self.expected[execution_id]
-        if self._attempt(execution_id, e.status in (PREPARING, RUNNING), lambda: self.service.fail(execution_id, "boom")):
+        allowed = e.status in (PREPARING, RUNNING)
+        if self._attempt(execution_id, allowed, lambda: self.service.fail(execution_id, "boom")):
             e.status, e.events = FAILED, e.events + 1
 
     @rule(execution_id=executions)
@@ -407,7 +410,7 @@ class ExecutionLifecycle(RuleBasedStateMachine):
         for execution_id in self.expected:
             statuses = [ExecutionStatus(t["status"]) for t in fold(self.store, execution_id).timeline]
             assert statuses[0] is PENDING
-            assert all(b in ALLOWED[a] for a, b in zip(statuses, statuses[1:]))
+            assert all(b in ALLOWED[a] for a, b in pairwise(statuses))
 
     @invariant()
     def log_seqs_are_contiguous_and_events_small(self) -> None:
@@ -425,7 +428,8 @@ TestExecutionLifecycle = ExecutionLifecycle.TestCase
 def test_every_event_round_trips_through_the_stored_form() -> None:
     store, service, _ = new_service()
     with acting_as(user()):
-        execution_id = service.request_execution(agents=AGENTS, tasks=TASKS, inputs={"topic": "t"}, model="m").execution_id
+        requested = service.request_execution(agents=AGENTS, tasks=TASKS, inputs={"topic": "t"}, model="m")
+        execution_id = requested.execution_id
         service.mark_preparing(execution_id)
         service.mark_running(execution_id)
         service.record_progress(execution_id, [CrewStarted(at=1.0, name="c"), LogLine(at=1.5, message="hi"),

@@ -85,7 +85,8 @@ def test_a_tool_needs_a_name_and_an_object_config() -> None:
 
 
 def test_the_contracts_parameters_fill_temperature_and_output_tokens() -> None:
-    fields = ModelConfig.prepare({"key": "k", "provider": "openai", "parameters": {"temperature": 0.3, "max_tokens": 99}})
+    config = {"key": "k", "provider": "openai", "parameters": {"temperature": 0.3, "max_tokens": 99}}
+    fields = ModelConfig.prepare(config)
     assert fields["temperature"] == 0.3 and fields["max_output_tokens"] == 99 and fields["name"] == "k"
     assert fields["api_key_name"] == "OPENAI_API_KEY"
 
