@@ -132,3 +132,16 @@ class NoReferences:
 
     def tasks_assigned_to(self, group_id: str, agent_id: UUID) -> list[UUID]:
         return []
+
+
+class ListedExecutionIndex:
+    """The executions read model as a fixed list: what a runner sees, stale or not."""
+
+    def __init__(self, ids: Sequence[UUID] = ()) -> None:
+        self.ids = list(ids)
+
+    def pending(self, limit: int, now: float) -> list[UUID]:
+        return self.ids[:limit]
+
+    def unfinished(self) -> list[UUID]:
+        return []

@@ -21,7 +21,7 @@ from domain.context import Actor, acting_as
 from domain.errors import ConflictError, InvalidError, NotFoundError
 from domain.execution import Execution
 from domain.schedule import SCHEDULER_ACTOR, Schedule
-from tests.fakes import FakeClock, FakeSecretBox
+from tests.fakes import FakeClock, FakeSecretBox, ListedExecutionIndex
 
 UTC = UTC
 AGENTS = {"writer": {"role": "Writer", "goal": "Write", "backstory": "b"}}
@@ -67,14 +67,6 @@ class FakePlanner:
                 "crew_version": 1}
 
 
-class NoExecutionIndex:
-    def pending(self, limit: int, now: float) -> list[UUID]:
-        return []
-
-    def unfinished(self) -> list[UUID]:
-        return []
-
-
 class World:
     """A store, a clock standing at 2025-05-01 08:00 UTC, and the two services over them."""
 
@@ -84,7 +76,7 @@ class World:
         self.planner = FakePlanner()
         self.box = FakeSecretBox()
         self.schedules = ScheduleService(self.store, self.clock, self.box)
-        self.executions = ExecutionService(self.store, MemoryContentStore(), NoExecutionIndex())
+        self.executions = ExecutionService(self.store, MemoryContentStore(), ListedExecutionIndex())
         self.scheduler = SchedulerService(self.store, StoreScheduleIndex(self.store), self.planner,
                                           self.executions, self.clock, box=self.box)
 

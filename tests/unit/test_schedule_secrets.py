@@ -11,7 +11,7 @@ from application.schedules import inputs_associated_data
 from domain.context import Actor, acting_as
 from domain.redaction import REDACTED
 from domain.schedule import SEALED_INPUTS, Schedule
-from tests.fakes import FakeSecretBox
+from tests.fakes import FakeSecretBox, ListedExecutionIndex
 from tests.unit.test_schedule_domain import DAILY, World, at
 
 SECRET = "tok-9f8e7d6c5b4a-PRIVATE"
@@ -35,21 +35,10 @@ def fired_inputs(world: World, when: Any) -> dict[str, Any]:
     """The inputs the runner gets for the run ``when``'s tick starts."""
     [outcome] = world.tick_at(when)
     assert outcome.execution_id is not None, outcome.skipped_reason
-    world.executions.index = Pending([outcome.execution_id])
+    world.executions.index = ListedExecutionIndex([outcome.execution_id])
     job = world.executions.claim_next("r1")
     assert job is not None
     return job.inputs
-
-
-class Pending:
-    def __init__(self, ids: list[UUID]) -> None:
-        self.ids = ids
-
-    def pending(self, limit: int, now: float) -> list[UUID]:
-        return self.ids
-
-    def unfinished(self) -> list[UUID]:
-        return []
 
 
 class ChangedKeyBox(FakeSecretBox):

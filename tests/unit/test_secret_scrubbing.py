@@ -31,7 +31,7 @@ from domain.redaction import (
     secret_values,
 )
 from domain.schedule import Schedule
-from tests.fakes import FakeClock, FakeSecretBox
+from tests.fakes import FakeClock, FakeSecretBox, ListedExecutionIndex
 
 SECRET = "hunter2-Correct-Horse-Battery"
 PROVIDER_KEY = "sk-test-0123456789abcdefABCDEF"
@@ -176,19 +176,8 @@ class RecordingContentStore(MemoryContentStore):
         super().put_many(group_id, blobs)
 
 
-class NoIndex:
-    def __init__(self, ids: list[UUID]) -> None:
-        self.ids = ids
-
-    def pending(self, limit: int, now: float) -> list[UUID]:
-        return self.ids
-
-    def unfinished(self) -> list[UUID]:
-        return []
-
-
 def running(inputs: dict[str, Any]) -> tuple[KasalStore, ExecutionService, RecordingContentStore, UUID, Actor]:
-    store, content, index = KasalStore(memory_env()), RecordingContentStore(), NoIndex([])
+    store, content, index = KasalStore(memory_env()), RecordingContentStore(), ListedExecutionIndex()
     service = ExecutionService(store, content, index)
     with acting_as(Actor("g1", "alice@example.com")):
         execution_id = service.request_execution(agents=AGENTS, tasks=TASKS, inputs=inputs, model="m").execution_id
