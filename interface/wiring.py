@@ -281,9 +281,12 @@ def wire(
     # Read models hold JSON documents: msgspec decodes them several times faster.
     set_json_loads(msgspec.json.decode)
     store = KasalStore(postgres_env(url, pool_size=settings.pool_size))
-    pool = AsyncConnectionPool(url, open=False, min_size=2, max_size=settings.pool_size)
+    # Timestamps read back in UTC whatever the server's zone, so an answer rendered from the
+    # log (while a read model lags) and a later read of the row show the same text.
+    session = {"options": "-c TimeZone=UTC"}
+    pool = AsyncConnectionPool(url, open=False, min_size=2, max_size=settings.pool_size, kwargs=session)
     # Commands run in worker threads, so their side tables use a small sync pool.
-    sync_pool = ConnectionPool(url, open=False, min_size=1, max_size=6)
+    sync_pool = ConnectionPool(url, open=False, min_size=1, max_size=6, kwargs=session)
     projector = Projector(url, store, read_models())
     store.on_saved(projector.wake)
     clock = clock or SystemClock()
