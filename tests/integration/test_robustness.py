@@ -77,7 +77,8 @@ async def test_an_empty_body_is_422(client) -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/api/v1/agents"), ("PUT", f"/api/v1/tasks/{uuid.uuid4()}"), ("POST", "/api/v1/crews"),
+    ("POST", "/api/v1/agents"), ("PUT", "/api/v1/tasks/00000000-0000-4000-8000-000000000001"),
+    ("POST", "/api/v1/crews"),
     ("POST", "/api/v1/executions"), ("POST", "/api/v1/scheduler/schedules"), ("POST", "/api/v1/tokens"),
 ])
 @pytest.mark.parametrize("headers", [JSON, {}], ids=["json", "no-content-type"])
