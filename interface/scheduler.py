@@ -116,8 +116,11 @@ class SchedulerLoop:
             except Exception:
                 log.exception("scheduler tick failed; trying again shortly")
                 delay = self.max_sleep
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for may swallow the cancel
+            # ``stop`` sends if it lands just as a change is signalled, and the loop would go on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._changed.wait()
 
     async def _delay(self) -> float:
         earliest = await self.next_run.earliest()

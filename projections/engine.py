@@ -105,7 +105,10 @@ class Projector:
             return True
         self.wake()
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for may swallow a
+            # cancel that arrives as the future completes.
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(future)
             return True
         except TimeoutError:
             return self.position >= position
