@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from interface.http.common import MAX_OFFSET
 from interface.http.input_rules import MAX_JSON_DEPTH
+from tests.integration.execution_runs import INLINE
 from tests.integration.test_execution_streams import finished_execution, parse_sse
-from tests.integration.test_executions_api import INLINE
 
 pytestmark = pytest.mark.anyio
 

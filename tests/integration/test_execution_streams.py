@@ -23,7 +23,7 @@ from domain.execution_progress import LogLine
 from interface.app import create_app
 from interface.settings import Settings
 from interface.wiring import wire
-from tests.integration.test_executions_api import Runner, start
+from tests.integration.execution_runs import Runner, start
 
 pytestmark = pytest.mark.anyio
 WAIT_S = 10.0

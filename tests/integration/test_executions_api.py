@@ -1,14 +1,13 @@
-"""Executions through HTTP on PostgreSQL: starting, reading, history, logs, traces, cancel.
+"""Executions through HTTP on PostgreSQL: starting, reading, history, logs, traces.
 
-The runner is not part of these tests: ``Runner`` below plays its part through
-the application service (claim → preparing → running → progress → end), the
-way the real runner will, and every read API is checked against what it did.
+``Runner`` (tests/integration/execution_runs.py) plays the runner's part, and
+every read API is checked against what it did. Cancelling and tenancy are in
+test_execution_cancel_and_tenancy.py.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,104 +16,21 @@ import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from application.executions import ExecutionJob
-from domain.context import Actor, acting_as
-from domain.execution import Execution, TransitionError
+from domain.context import Actor
+from domain.execution import Execution
 from domain.execution_progress import (
-    AgentCompleted,
-    AgentStarted,
-    CrewStarted,
     LlmCall,
     LogLine,
-    Observation,
-    TaskCompleted,
-    TaskStarted,
-    ToolUsed,
 )
 from interface.app import create_app
-from interface.wiring import Kasal, wire
+from interface.wiring import wire
 from projections.engine import Projector
 from projections.execution_logs import ExecutionLogsProjection
 from projections.execution_trace import ExecutionTraceProjection
 from projections.executions import ExecutionsProjection
+from tests.integration.execution_runs import AGENTS, INLINE, T0, TASKS, Runner, run_to_completion, start
 
 pytestmark = pytest.mark.anyio
-
-AGENTS = {"researcher": {"role": "Senior Researcher", "goal": "Find facts about {topic}", "backstory": "Curious.",
-                         "llm": "offline/echo"}}
-TASKS = {"research": {"description": "Research {topic}", "expected_output": "A short report", "agent": "researcher"}}
-INLINE = {"agents_yaml": AGENTS, "tasks_yaml": TASKS, "inputs": {"topic": "AI"}}
-T0 = 1_750_000_000.0
-
-
-def crew_script() -> list[Observation]:
-    """What a one-task crew reports while it runs."""
-    return [
-        CrewStarted(at=T0, name="crew"), LogLine(at=T0 + 0.1, level="info", source="crew", message="Crew started"),
-        TaskStarted(at=T0 + 1, task="research", agent="Senior Researcher"),
-        AgentStarted(at=T0 + 1.1, agent="Senior Researcher"),
-        LlmCall(at=T0 + 2, model="offline/echo", prompt="Research AI", response="AI is...", prompt_tokens=12,
-                completion_tokens=30, latency_ms=400, cost=0.002, agent="Senior Researcher", task="research"),
-        ToolUsed(at=T0 + 2.5, tool="search", input="AI", output="results", agent="Senior Researcher", task="research"),
-        AgentCompleted(at=T0 + 3, agent="Senior Researcher", output="AI is..."),
-        TaskCompleted(at=T0 + 3.1, task="research", agent="Senior Researcher", output="The report"),
-        LogLine(at=T0 + 3.2, level="info", source="crew", message="Crew finished"),
-    ]
-
-
-class Runner:
-    """Plays the runner through the application service, as the real one will."""
-
-    def __init__(self, client: Any, runner_id: str = "runner-1") -> None:
-        self.client = client
-        self.core: Kasal = client.app.state.kasal
-        self.service = self.core.services.executions
-        self.runner_id = runner_id
-
-    async def as_group(self, group: str, fn: Any, *args: Any) -> Any:
-        def call() -> Any:
-            with acting_as(Actor(group_id=group, actor=f"runner:{self.runner_id}", role="operator")):
-                return fn(*args)
-
-        return await anyio.to_thread.run_sync(call)
-
-    async def claim(self) -> ExecutionJob:
-        job = await anyio.to_thread.run_sync(self.service.claim_next, self.runner_id)
-        assert job is not None
-        return job
-
-    async def run_until_running(self, group: str = "local") -> ExecutionJob:
-        job = await self.claim()
-        assert job.group_id == group
-        await self.as_group(group, self.service.mark_preparing, job.execution_id, self.runner_id)
-        await self.as_group(group, self.service.mark_running, job.execution_id, self.runner_id)
-        return job
-
-    async def progress(self, execution_id: Any, observations: Sequence[Observation], group: str = "local") -> None:
-        await self.as_group(group, self.service.record_progress, uuid.UUID(str(execution_id)), list(observations))
-
-    async def complete(self, execution_id: Any, result: Any, group: str = "local") -> None:
-        await self.as_group(group, self.service.complete, uuid.UUID(str(execution_id)), result)
-
-    def fresh(self, group: str = "local") -> dict[str, str]:
-        """Headers for a read that must include everything written so far."""
-        return {"X-Kasal-Min-Position": str(self.core.store.max_position()), "X-Group-Id": group}
-
-
-async def start(client: Any, body: dict[str, Any] | None = None, group: str = "local") -> dict[str, Any]:
-    response = await client.post("/api/v1/executions", json=body or INLINE, headers={"X-Group-Id": group})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def run_to_completion(client: Any, result: Any = '{"answer": 42}') -> tuple[str, Runner]:
-    started = await start(client)
-    runner = Runner(client)
-    job = await runner.run_until_running()
-    await runner.progress(job.execution_id, crew_script())
-    await runner.complete(job.execution_id, result)
-    return started["execution_id"], runner
-
 
 # -- starting ----------------------------------------------------------------
 
@@ -368,93 +284,3 @@ async def test_rebuilding_the_execution_read_models_gives_the_same_rows(client) 
     await anyio.to_thread.run_sync(rebuilt.rebuild)
     assert await anyio.to_thread.run_sync(rows) == live
     assert len(live["rm_executions"]) == 2 and live["rm_execution_logs"] and live["rm_execution_spans"]
-
-
-# -- cancelling --------------------------------------------------------------
-
-
-async def test_cancelling_a_pending_execution_cancels_it_at_once(client) -> None:
-    started = await start(client)
-    response = await client.post(f"/api/v1/executions/{started['execution_id']}/cancel")
-    assert response.status_code == 200 and response.json()["status"] == "CANCELLED"
-    history = (await client.get(f"/api/v1/execution-history/{started['execution_id']}")).json()
-    assert history["timeline"][-1]["actor"] == "local-admin" and history["status"] == "CANCELLED"
-
-
-async def test_cancelling_a_running_execution_asks_its_runner_to_stop(client) -> None:
-    started = await start(client)
-    runner = Runner(client)
-    job = await runner.run_until_running()
-    heard: list[str] = []
-    runner.core.cancellations.register(job.execution_id, heard.append)
-    response = await client.post(f"/api/v1/executions/{started['execution_id']}/cancel")
-    assert response.status_code == 200 and response.json()["status"] == "RUNNING"
-    assert heard == ["Cancelled by local-admin"]
-    shown = (await client.get(f"/api/v1/executions/{started['execution_id']}")).json()
-    assert shown["status"] == "RUNNING" and shown["cancel_requested"]["actor"] == "local-admin"
-    await runner.as_group("local", runner.service.cancel, job.execution_id, heard[0])
-    with pytest.raises(TransitionError):
-        await runner.complete(job.execution_id, "late result")
-    shown = (await client.get(f"/api/v1/executions/{started['execution_id']}", headers=runner.fresh())).json()
-    assert shown["status"] == "CANCELLED" and shown["result"] is None
-
-
-async def test_cancelling_a_finished_execution_is_409_but_stop_says_not_running(client) -> None:
-    execution_id, runner = await run_to_completion(client)
-    headers = runner.fresh()
-    assert (await client.post(f"/api/v1/executions/{execution_id}/cancel", headers=headers)).status_code == 409
-    for alias in ("stop", "force-stop"):
-        response = await client.post(f"/api/v1/executions/{execution_id}/{alias}")
-        assert response.status_code == 200 and "not running" in response.json()["message"]
-    assert (await client.get(f"/api/v1/executions/{execution_id}")).json()["status"] == "COMPLETED"
-
-
-async def test_force_stop_cancels_a_running_execution_at_once(client) -> None:
-    started = await start(client)
-    runner = Runner(client)
-    await runner.run_until_running()
-    response = await client.post(f"/api/v1/executions/{started['execution_id']}/force-stop", headers=runner.fresh())
-    assert response.status_code == 200 and response.json()["status"] == "CANCELLED"
-    assert (await client.get(f"/api/v1/executions/{started['execution_id']}")).json()["status"] == "CANCELLED"
-
-
-# -- tenancy -------------------------------------------------------------------
-
-
-async def a_stored_text(client: Any, runner: Runner, execution_id: str) -> str:
-    """The sha256 of a text long enough to be kept outside the events, as its owner sees it."""
-    job_id = uuid.UUID(execution_id)
-    await runner.progress(job_id, [LlmCall(at=T0 + 4, model="offline/echo", prompt="P" * 50_000, response="ok",
-                                           prompt_tokens=1, completion_tokens=1, latency_ms=1, cost=None,
-                                           agent=None, task=None)])
-    trace = (await client.get(f"/api/v1/execution-trace/{execution_id}", headers=runner.fresh())).json()
-    prompts = [s["attributes"]["prompt"] for s in trace["spans"] if s["type"] == "llm_call"]
-    return str(next(p["sha256"] for p in prompts if isinstance(p, dict) and p["size"] == 50_000))
-
-
-async def test_another_groups_execution_is_404_on_every_path(client) -> None:
-    started = await start(client)
-    runner = Runner(client)
-    job = await runner.run_until_running()
-    execution_id = started["execution_id"]
-    await runner.progress(job.execution_id, crew_script())
-    sha = await a_stored_text(client, runner, execution_id)
-    await runner.complete(job.execution_id, '{"answer": 42}')
-    content = f"/api/v1/execution-trace/{execution_id}/content/{sha}"
-    assert (await client.get(content, headers=runner.fresh())).status_code == 200
-    other = {**runner.fresh(), "X-Group-Id": "other"}
-    for path in (f"/api/v1/executions/{execution_id}", f"/api/v1/executions/{execution_id}/status",
-                 f"/api/v1/execution-history/{execution_id}", f"/api/v1/execution-logs/{execution_id}",
-                 f"/api/v1/execution-logs/{execution_id}/sse", f"/api/v1/sse/executions/{execution_id}/stream",
-                 f"/api/v1/execution-trace/{execution_id}", f"/api/v1/execution-trace/{execution_id}/content/{sha}",
-                 f"/api/v1/traces/job/{execution_id}", f"/api/v1/logs/executions/{execution_id}",
-                 f"/api/v1/runs/{execution_id}/outputs"):
-        assert (await client.get(path, headers=other)).status_code == 404, path
-    for alias in ("cancel", "stop", "force-stop"):
-        response = await client.post(f"/api/v1/executions/{execution_id}/{alias}", headers=other)
-        assert response.status_code == 404, alias
-    assert (await client.get("/api/v1/executions", headers=other)).json()["total"] == 0
-    assert (await client.get("/api/v1/execution-history", headers=other)).json()["total"] == 0
-    theirs = (await start(client, group="other"))["execution_id"]
-    through_their_own = f"/api/v1/execution-trace/{theirs}/content/{sha}"
-    assert (await client.get(through_their_own, headers=other)).status_code == 404
