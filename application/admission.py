@@ -38,7 +38,14 @@ class Admission:
         try:
             quota.take(execution_id, self.limit)
         except QuotaFullError as full:
-            raise self._busy(full.holders) from None
+            # A place held by a run that has ended (its end was recorded by a path that did not
+            # give the place back) is given back now, so a group can never stay blocked for good.
+            ended = [holder for holder in full.holders if self._unfinished(holder) is None]
+            if not ended:
+                raise self._busy(full.holders) from None
+            for holder in ended:
+                quota.release(holder)
+            quota.take(execution_id, self.limit)
         return [quota]
 
     def release(self, execution: Execution) -> list[ExecutionQuota]:
@@ -57,10 +64,13 @@ class Admission:
         found = self.store.find(ExecutionQuota.id_for(group_id))
         return found if isinstance(found, ExecutionQuota) else None
 
+    def _unfinished(self, execution_id: UUID) -> Execution | None:
+        found = self.store.find(execution_id)
+        return found if isinstance(found, Execution) and not found.finished else None
+
     def _busy(self, holders: list[UUID]) -> ConflictError:
-        # Holders were saved with their place, and give it back with their terminal event: all are
-        # unfinished, and all are the requesting group's own.
-        held = [self.store.load(Execution, holder) for holder in holders]
+        # Every holder is unfinished (``admit`` gave back the places of ended ones) and the group's own.
+        held = [execution for holder in holders if (execution := self._unfinished(holder)) is not None]
         current = min(held, key=lambda e: _NAMED_FIRST.index(e.status))
         return ConflictError(
             f"Cannot start new job. Another job is currently running: '{current.run_name}' "

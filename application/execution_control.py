@@ -1,8 +1,9 @@
 """Starting and stopping executions, as a caller asks for them.
 
-``start`` plans the crew (422 when it could never run), records the request
-(PENDING; 409 under the single-job rule when the group is busy) and rings
-the runner of this process. ``cancel`` ends a PENDING execution at once and
+``start`` plans the crew (422 when it could never run) and records the request
+(PENDING; 409 under the single-job rule when the group is busy); a runner
+claims it once the projector has put it in the read model claims are made
+from. ``cancel`` ends a PENDING execution at once and
 asks the runner holding a running one to stop: the request is recorded as an
 event (which a runner in another process watches for) and announced to this
 process's runner through the ``CancelRegistry``.
@@ -65,13 +66,12 @@ class ExecutionControl:
 
     def __init__(
         self, executions: ExecutionService, planner: Planner, *, rows: DocumentLookup,
-        cancellations: CancelRegistry, wake_runner: Callable[[], None],
+        cancellations: CancelRegistry,
     ) -> None:
         self.executions = executions
         self.planner = planner
         self.rows = rows
         self.cancellations = cancellations
-        self.wake_runner = wake_runner
 
     async def start(
         self, request: PlanRequest, *, planning: bool = False, reasoning: bool = False, execution_type: str = "crew",
@@ -82,7 +82,6 @@ class ExecutionControl:
             self.executions.request_execution, **plan.fields(), inputs=request.inputs, planning=planning,
             reasoning=reasoning, execution_type=execution_type, schedule_id=request.schedule_id,
         ))
-        self.wake_runner()
         return requested
 
     async def cancel(self, execution_id: UUID, *, lenient: bool, force: bool = False) -> Cancellation:

@@ -75,6 +75,22 @@ class ExecutionPlanner(Protocol):
         ...
 
 
+class CrewCheck(Protocol):
+    """Whether the crew a schedule's definition names could run now, checked as a run is checked.
+
+    Runs as the caller, in the caller's group. Raises a ``DomainError`` (422)
+    naming what stops the crew: an unknown crew, an invalid config, an input
+    its placeholders need.
+    """
+
+    def check(self, definition: Mapping[str, Any]) -> None:
+        ...
+
+
+# A change to any of these may make the schedule's crew unable to run.
+CREW_FIELDS = frozenset({"crew_id", "agents_yaml", "tasks_yaml", "inputs", "model"})
+
+
 @dataclass(frozen=True, slots=True)
 class FireOutcome:
     """What one tick did for one schedule."""
@@ -144,31 +160,46 @@ def _has_plaintext_secret(inputs: Any) -> bool:
 
 
 class ScheduleService(DocumentService[Schedule]):
-    """Create/change/toggle/delete schedules; ``next_run_at`` follows every timing change."""
+    """Create/change/toggle/delete schedules; ``next_run_at`` follows every timing change.
 
-    def __init__(self, store: KasalStore, clock: Clock, box: SecretBox) -> None:
+    A write that names a crew, or changes what the crew runs with, is refused
+    unless that crew could run now (``crews``), judged on the schedule as the
+    write leaves it: the aggregate just loaded, so never a read model that lags.
+    """
+
+    def __init__(self, store: KasalStore, clock: Clock, box: SecretBox, crews: CrewCheck) -> None:
         super().__init__(store, Schedule, unique_names=False)
         self.clock = clock
         self.box = box
+        self.crews = crews
 
     def create(self, fields: dict[str, Any], *, id: UUID | None = None) -> Written:
         schedule_id = id or uuid4()  # known before the save: the sealed inputs are bound to it
-        sealed = self.sealed(current_actor().group_id, schedule_id, None, self.timed(None, fields))
+        timed = self.timed(None, fields)
+        self.crews.check(timed)
+        sealed = self.sealed(current_actor().group_id, schedule_id, None, timed)
         return super().create(sealed, id=schedule_id)
 
     def change(
         self, document_id: UUID, changes: dict[str, Any], expected_version: ExpectedVersions | None = None,
     ) -> Written:
-        return self._mutate(document_id, lambda s: s.change(self._sealed_for(s, self.timed(s.fields, changes))),
-                            expected_version)
+        def change(schedule: Schedule) -> None:
+            sent = self._sealed_for(schedule, self.timed(schedule.fields, changes))
+            if CREW_FIELDS & changes.keys():
+                self.crews.check({**schedule.fields, **sent})
+            schedule.change(sent)
+
+        return self._mutate(document_id, change, expected_version)
 
     def replace(
         self, document_id: UUID, fields: dict[str, Any], expected_version: ExpectedVersions | None = None,
     ) -> Written:
-        return self._mutate(
-            document_id, lambda s: s.replace(self._sealed_for(s, self.timed(s.fields, fields, replace=True))),
-            expected_version,
-        )
+        def replace(schedule: Schedule) -> None:
+            sent = self._sealed_for(schedule, self.timed(schedule.fields, fields, replace=True))
+            self.crews.check(sent)
+            schedule.replace(sent)
+
+        return self._mutate(document_id, replace, expected_version)
 
     def toggle(self, document_id: UUID, expected_version: ExpectedVersions | None = None) -> Written:
         """Enable a disabled schedule or disable an enabled one."""

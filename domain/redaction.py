@@ -165,12 +165,31 @@ def redact(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return shown, [name for name, _ in hidden]
 
 
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+CREDENTIAL_WORDS = frozenset({
+    "key", "keys", "apikey", "token", "tokens", "secret", "secrets", "password", "passwords", "passwd", "pwd",
+    "credential", "credentials",
+})
+
+
+def names_a_credential(name: str) -> bool:
+    """Whether a name ends in a word for a credential (``api_key``, ``githubToken``, ``DB_PASSWORD``).
+
+    ``SECRET_NAME`` only asks whether the name *contains* such a word, which is
+    right for hiding an input's own value but far too broad for scrubbing its
+    value out of every text: ``keywords: "event sourcing"`` would blank those
+    words wherever the crew wrote them.
+    """
+    words = _WORDS.findall(name)
+    return bool(words) and words[-1].lower() in CREDENTIAL_WORDS
+
+
 def secret_values(inputs: Mapping[str, Any]) -> KnownSecrets:
-    """The values ``redact`` hides (every text and number under a secret-looking name), to be
-    scrubbed by value from whatever the run records."""
+    """The values to scrub by value from whatever the run records: every text and number under
+    a name that names a credential (``names_a_credential``), wherever ``redact`` hides it."""
     _, hidden = _secret_entries(inputs)
     leaves: list[Any] = []
-    pending = [value for _, value in hidden]
+    pending = [value for name, value in hidden if names_a_credential(name.rsplit(".", 1)[-1])]
     while pending:
         item = pending.pop()
         if isinstance(item, Mapping):

@@ -75,27 +75,40 @@ class CachingTokenLookup:
     one database probe per ``ttl`` rather than one per request.
 
     Revocation therefore takes effect at once in the process that revoked the
-    token (``forget``) and within ``ttl`` seconds everywhere else. Misses are
+    token (``revoked``) and within ``ttl`` seconds everywhere else. Misses are
     not cached: a token works the moment its creation is answered.
+
+    The read model may not show a revocation yet when it is answered, so this
+    process refuses a revoked token by its id until the projector (``projected``,
+    the log position the read models hold) has passed the revocation.
     """
 
     def __init__(
-        self, lookup: TokenLookup, *, ttl: float = TOKEN_CACHE_SECONDS,
+        self, lookup: TokenLookup, *, projected: Callable[[], int], ttl: float = TOKEN_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic, max_entries: int = 10_000,
     ) -> None:
         self.lookup = lookup
+        self.projected = projected
         self.ttl = ttl
         self.clock = clock
         self.max_entries = max_entries
         self._hits: dict[str, tuple[float, TokenIdentity]] = {}
+        self._revoked: dict[str, int] = {}  # token id -> log position of its revocation
+        self._reading = 0
 
     async def __call__(self, token_hash: str) -> TokenIdentity | None:
         now = self.clock()
         cached = self._hits.get(token_hash)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found = await self.lookup(token_hash)
-        if found is None:
+        if not self._reading:
+            self._drop_projected_revocations()
+        self._reading += 1
+        try:
+            found = await self.lookup(token_hash)
+        finally:
+            self._reading -= 1
+        if found is None or found.id in self._revoked:
             self._hits.pop(token_hash, None)
             return None
         if len(self._hits) >= self.max_entries:  # only live tokens get here, so pruning suffices
@@ -103,8 +116,17 @@ class CachingTokenLookup:
         self._hits[token_hash] = (now + self.ttl, found)
         return found
 
-    def forget(self, token_id: str) -> None:
+    def revoked(self, token_id: str, position: int | None) -> None:
+        """Refuse ``token_id`` from now on; ``position`` is where its revocation landed in the log."""
         self._hits = {h: e for h, e in self._hits.items() if e[1].id != token_id}
+        if position is not None:
+            self._revoked[token_id] = position
+
+    def _drop_projected_revocations(self) -> None:
+        """Forget the revocations the read model shows now. Only while no read is in flight:
+        one that started earlier may hold the row as it was before the revocation was projected."""
+        projected = self.projected()
+        self._revoked = {token_id: at for token_id, at in self._revoked.items() if at > projected}
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:

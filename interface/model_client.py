@@ -14,6 +14,7 @@ from typing import Any
 
 from application.ports import ModelProviderError
 from domain.errors import InvalidError
+from domain.redaction import REDACTED, KnownSecrets
 from interface import llm_gateway
 from interface.llm_gateway import CompletionResult, MissingCredential
 
@@ -28,10 +29,13 @@ _KEY_ASSIGNMENT = re.compile(r"(?i)\b(api[_-]?key|token|secret|password|authoriz
 
 
 def scrub(message: str, secrets: Iterable[str]) -> str:
-    """A provider's message safe to show: known secrets and key-looking strings replaced."""
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        message = message.replace(secret, "***")
-    message = _KEY_ASSIGNMENT.sub(r"\1\2***", _KEY_LIKE.sub("***", message))
+    """A provider's message safe to show: known secrets and key-looking strings replaced.
+
+    Known values go through the same ``KnownSecrets`` a run's records do, so
+    values under its minimum length are left alone; no provider key is that short.
+    """
+    message = KnownSecrets(secrets).hide(message)
+    message = _KEY_ASSIGNMENT.sub(rf"\1\2{REDACTED}", _KEY_LIKE.sub(REDACTED, message))
     message = " ".join(message.split())
     return message if len(message) <= 500 else message[:500] + " ..."
 

@@ -11,6 +11,7 @@ wait as PENDING in arrival order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -22,7 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import eventsourcing.persistence
+import psycopg
 from anyio.to_thread import run_sync as in_thread
+from psycopg_pool import PoolClosed
 
 from application.execution_control import CancelRegistry
 from application.executions import ExecutionJob, ExecutionService
@@ -33,6 +37,7 @@ from domain.execution import RESTART_MESSAGE, Execution, placeholder_run_name
 from domain.execution_progress import OUTCOMES, CrewCompleted, CrewFailed, Observation, Outcome
 from interface.crew_runtime.messages import CrewJob
 from interface.runner_registry import RunnerRegistry
+from interface.waiting import wait_event
 
 log = logging.getLogger("kasal.runner")
 
@@ -40,10 +45,15 @@ FLUSH_INTERVAL_S = 0.2
 CANCEL_CHECK_S = 0.6
 FLUSH_MAX_ITEMS = 200
 POLL_INTERVAL_S = 1.0
-EAGER_POLL_S = 0.05
-EAGER_WINDOW_S = 1.0
 FINISH_RETRY_S = 0.2
 FINISH_RETRY_MAX_S = 10.0
+STOP_GRACE_S = 5.0
+# A database that is gone, restarting, or out of connections: worth asking again later.
+# (psycopg_pool's PoolTimeout is a psycopg.OperationalError; its PoolClosed is one too, but
+# a closed pool never answers again.)
+CONNECTION_ERRORS = (
+    psycopg.OperationalError, eventsourcing.persistence.OperationalError, eventsourcing.persistence.InterfaceError,
+)
 
 
 class CrewProcessPort(Protocol):
@@ -74,6 +84,9 @@ class _Run:
     process: CrewProcessPort | None = None
     buffer: list[Observation] = field(default_factory=list)
     pending: asyncio.Event = field(default_factory=asyncio.Event)
+    # One batch at a time: log lines are numbered when their batch is saved, so two
+    # batches saved concurrently could be numbered out of the order the crew said them.
+    flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
     following: bool = True
 
     def cancelled(self) -> bool:
@@ -89,11 +102,12 @@ class ExecutionRunner:
         cancellations: CancelRegistry, registry: RunnerRegistry, max_concurrent: int, timeout_s: float,
         credentials: Callable[[str], Awaitable[dict[str, str]]],
         models: Callable[[str, str], Awaitable[dict[str, Any] | None]],
-        namer: Callable[[ExecutionJob], Awaitable[str]],
+        namer: Callable[[ExecutionJob], Awaitable[str]], poll_interval_s: float = POLL_INTERVAL_S,
     ) -> None:
         """``registry`` holds this runner's liveness (registered by the caller before ``start``);
         ``credentials`` answers a group's provider keys, ``models`` what a model name means in a
-        group, and ``namer`` a model's name for a run that still carries its placeholder."""
+        group, and ``namer`` a model's name for a run that still carries its placeholder. Between
+        wakes the runner looks for work every ``poll_interval_s``."""
         self.service = service
         self.store = store
         self.runtime = runtime
@@ -105,18 +119,29 @@ class ExecutionRunner:
         self.credentials = credentials
         self.models = models
         self.namer = namer
+        self.poll_interval_s = poll_interval_s
         self.runs: dict[uuid.UUID, _Run] = {}
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._children: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
+        # Known before anything waits on ``_wake``, so a wake from another thread finds it.
+        self._event_loop = asyncio.get_running_loop()
         await in_thread(self.recover)
         self._task = asyncio.create_task(self._loop(), name="kasal-runner")
 
     async def stop(self) -> None:
+        """Stop claiming, stop the crews, give the runs a moment to record their ends, then cancel them.
+
+        A run whose end is still unrecorded then stays claimed by this runner,
+        whose liveness ends with the process: the next start's ``recover`` ends it.
+        """
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -124,10 +149,20 @@ class ExecutionRunner:
             if run.process is not None:
                 await run.process.acancel()
         if self._children:
-            await asyncio.wait(self._children, timeout=5)
+            _, late = await asyncio.wait(self._children, timeout=STOP_GRACE_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     def wake(self) -> None:
-        self._wake.set()
+        """Look for work now. Safe from any thread: the projector calls it after each page it commits,
+        which is when a newly requested run can first be claimed."""
+        loop = self._event_loop
+        if loop is None:  # not started: nothing waits yet
+            self._wake.set()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed, and this runner with it
+            loop.call_soon_threadsafe(self._wake.set)
 
     def recover(self) -> list[uuid.UUID]:
         """Cancel executions whose owner is gone (DESIGN §7).
@@ -161,10 +196,9 @@ class ExecutionRunner:
     async def _loop(self) -> None:
         """Claim while there is room; look again when woken, and every poll interval.
 
-        A wake can come before the new request is in the read model claims are
-        made from, so for a moment after one the runner looks again often.
+        Claims are made from a read model, so the wakes that matter come from the
+        projector (see ``wake``); the poll is the fallback when a wake is lost.
         """
-        eager_until = 0.0
         while True:
             self._wake.clear()
             while len(self.runs) < self.max_concurrent:
@@ -180,9 +214,7 @@ class ExecutionRunner:
                 task = asyncio.create_task(self._run(run), name=f"execution-{job.execution_id}")
                 self._children.add(task)
                 task.add_done_callback(self._children.discard)
-            interval = EAGER_POLL_S if time.monotonic() < eager_until else POLL_INTERVAL_S
-            if await wait_event(self._wake, interval):
-                eager_until = time.monotonic() + EAGER_WINDOW_S
+            await wait_event(self._wake, self.poll_interval_s)
 
     # -- running one execution -----------------------------------------------
 
@@ -303,17 +335,20 @@ class ExecutionRunner:
                 await run.process.acancel()
 
     async def _flush(self, run: _Run) -> None:
-        if not run.buffer:
-            return
-        batch, run.buffer = run.buffer, []
-        await in_thread(self.service.record_progress, run.job.execution_id, batch)
+        async with run.flushing:
+            if not run.buffer:
+                return
+            batch, run.buffer = run.buffer, []
+            await in_thread(self.service.record_progress, run.job.execution_id, batch)
 
     async def _finish(self, run: _Run, *, result: Any = None, error: str | None = None) -> None:
         """Record how the run ended: CANCELLED when asked to stop, else FAILED or COMPLETED.
 
-        A database that fails (gone, out of connections) is tried again until it
-        answers: an end left unrecorded would keep the run unfinished until the
-        next restart.
+        A database that fails to answer (gone, out of connections) is asked again
+        until it does, or until the runner stops: an end left unrecorded keeps the
+        run unfinished until the next start recovers it. Any other error is not
+        cured by asking again: a result that cannot be recorded ends the run
+        FAILED instead, and an end that cannot be recorded at all is logged once.
         """
         execution_id = run.job.execution_id
         retry_in = FINISH_RETRY_S
@@ -333,11 +368,21 @@ class ExecutionRunner:
             except DomainError:
                 log.exception("the end of execution %s cannot be recorded", execution_id)
                 return
-            except Exception as exc:
+            except CONNECTION_ERRORS as exc:
+                if isinstance(exc, PoolClosed) or self._stopping.is_set():
+                    log.warning("the end of execution %s is not recorded (%s): the runner is stopping; "
+                                "the next start ends the run", execution_id, exc)
+                    return
                 log.warning("recording the end of execution %s failed (%s); trying again in %.1f s",
                             execution_id, exc, retry_in)
-                await asyncio.sleep(retry_in)
+                await wait_event(self._stopping, retry_in)
                 retry_in = min(retry_in * 2, FINISH_RETRY_MAX_S)
+            except Exception as exc:
+                if error is not None or run.cancelled():
+                    log.exception("the end of execution %s cannot be recorded", execution_id)
+                    return
+                log.exception("the result of execution %s cannot be recorded; recording it as failed", execution_id)
+                error = f"runner error: its result could not be recorded: {type(exc).__name__}: {exc}"
 
     async def _improve_name(self, job: ExecutionJob) -> None:
         """Replace the instant placeholder name with one a model suggests (best effort)."""
@@ -366,18 +411,3 @@ def is_placeholder_name(job: ExecutionJob) -> bool:
     return job.run_name.startswith("Execution-") or job.run_name == placeholder_run_name(
         job.agents, job.tasks, datetime.now(UTC))
 
-
-async def wait_event(event: asyncio.Event, timeout: float) -> bool:
-    """Whether ``event`` is set within ``timeout`` seconds.
-
-    Not ``asyncio.wait_for``: on Python 3.11, a cancel that lands after the
-    awaited event fired but before the waiting task resumed is swallowed
-    (wait_for returns normally). A flusher cancelled that way kept looping,
-    and its run, waiting for it, never recorded its outcome.
-    """
-    try:
-        async with asyncio.timeout(timeout):
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True

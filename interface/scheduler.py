@@ -25,6 +25,7 @@ from application.planning import Planner, PlanRequest
 from application.ports import Clock
 from application.schedules import FireOutcome, SchedulerService
 from domain.context import Actor, acting_as, current_actor
+from interface.waiting import wait_event
 from projections.schedules import NextRunQuery
 
 log = logging.getLogger("kasal.scheduler")
@@ -67,6 +68,15 @@ class ThreadedPlanner:
     async def _plan(self, actor: Actor, request: PlanRequest) -> dict[str, Any]:
         with acting_as(actor):
             return (await self.planner.plan(request)).fields()
+
+    def check(self, definition: Mapping[str, Any]) -> None:
+        """``ScheduleService``'s ``CrewCheck``: 422 unless the schedule's crew could run now, judged
+        by ``Planner.check_schedule`` on the loop, as the actor of the command calling it."""
+        anyio.from_thread.run(self._check, current_actor(), dict(definition), token=self.token)
+
+    async def _check(self, actor: Actor, definition: dict[str, Any]) -> None:
+        with acting_as(actor):
+            await self.planner.check_schedule(definition)
 
 
 class SchedulerLoop:
@@ -116,11 +126,7 @@ class SchedulerLoop:
             except Exception:
                 log.exception("scheduler tick failed; trying again shortly")
                 delay = self.max_sleep
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for may swallow the cancel
-            # ``stop`` sends if it lands just as a change is signalled, and the loop would go on.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._changed.wait()
+            await wait_event(self._changed, delay)
 
     async def _delay(self) -> float:
         earliest = await self.next_run.earliest()

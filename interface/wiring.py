@@ -159,7 +159,18 @@ class Kasal:
         return await anyio.to_thread.run_sync(fn, *args)
 
     async def start(self) -> None:
-        """Pools, projector (caught up), built-ins, liveness, then runner and scheduler if enabled."""
+        """Pools, projector (caught up), built-ins, liveness, then runner and scheduler if enabled.
+
+        A start that fails part-way stops what it had started before raising,
+        so no pool, projector thread or runner outlives a service that never came up.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.pool.open(wait=True, timeout=30)
         self._on_stop("the connection pool", self.pool.close)
         self._on_stop("the event store", self.run, self.store.close)
@@ -303,7 +314,7 @@ def wire(
         contents=ContentView(pool),
     )
     content = PostgresContentStore(sync_pool)
-    references = ReferenceQueries(url)
+    references = ReferenceQueries(sync_pool)
     busy_limit = settings.max_concurrent_executions if settings.reject_when_busy else None
     executions = ExecutionService(store, content, ExecutionIndexQueries(sync_pool), busy_limit=busy_limit)
     agents, tasks, crews = AgentService(store, references), TaskService(store, references), CrewService(store)
@@ -326,17 +337,18 @@ def wire(
         max_concurrent=settings.max_concurrent_executions, timeout_s=settings.execution_timeout,
         credentials=credentials.credentials, models=views.models.resolve_model, namer=run_names.for_job,
     )
+    # A requested run can be claimed once the read model lists it: the projector says when.
+    projector.on_advanced(runner.wake)
     scheduler_planner = ThreadedPlanner(planner)
     scheduler = SchedulerService(store, ScheduleIndexQueries(sync_pool), scheduler_planner, executions, clock,
                                  box=secret_box)
-    token_lookup = CachingTokenLookup(views.tokens.by_hash)
+    token_lookup = CachingTokenLookup(views.tokens.by_hash, projected=lambda: projector.position)
     services = Services(
         agents=agents, tasks=tasks, crews=crews, tools=ToolsService(store), models=ModelsService(store),
         api_keys=api_keys, credentials=credentials, templates=TemplateService(store), tokens=TokenService(store),
-        schedules=ScheduleService(store, clock, secret_box), scheduler=scheduler, executions=executions,
-        drafts=drafts, planner=planner, generation=generation, run_names=run_names,
-        control=ExecutionControl(executions, planner, rows=views.executions, cancellations=cancellations,
-                                 wake_runner=runner.wake),
+        schedules=ScheduleService(store, clock, secret_box, scheduler_planner), scheduler=scheduler,
+        executions=executions, drafts=drafts, planner=planner, generation=generation, run_names=run_names,
+        control=ExecutionControl(executions, planner, rows=views.executions, cancellations=cancellations),
     )
     return Kasal(
         settings=settings, store=store, pool=pool, sync_pool=sync_pool, content=content, projector=projector,

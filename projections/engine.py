@@ -68,12 +68,17 @@ class Projector:
         self._cond = threading.Condition()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
 
     # -- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="kasal-projector", daemon=True)
         self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         self._stop.set()
@@ -86,6 +91,13 @@ class Projector:
 
     def wake(self, position: int | None = None) -> None:
         self._wake.set()
+
+    def on_advanced(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` each time the read models have moved on (after the page is committed).
+
+        It is called from the projector's thread, so it must be thread-safe and quick.
+        """
+        self._listeners.append(listener)
 
     # -- waiting ---------------------------------------------------------
 
@@ -135,6 +147,11 @@ class Projector:
         for future in ready:
             with contextlib.suppress(RuntimeError):  # that loop has closed; its waiter is gone with it
                 future.get_loop().call_soon_threadsafe(_release, future)
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a listener's fault: the page is committed all the same
+                log.exception("a listener of the projector failed")
 
     # -- the loop --------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """Synchronous look-ups of references between documents, for commands.
 
-Commands run in a worker thread (``Core.run``), so these queries use a short
-synchronous connection rather than the async pool. They read the agents' and
-tasks' read models; a table that does not exist (its feature not installed)
-simply holds nothing.
+Commands run in a worker thread (``Kasal.run``), so these queries borrow a
+connection from the service's synchronous pool rather than the async one.
+They read the agents' and tasks' read models; a table that does not exist
+(its feature not installed) simply holds nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 _SEPARATORS = re.compile(r"[\s_-]+")
 
@@ -33,8 +34,8 @@ def _as_uuid(value: str) -> UUID | None:
 class ReferenceQueries:
     """``AgentDirectory`` and ``TaskDirectory`` over the read models."""
 
-    def __init__(self, database_url: str, *, agents_table: str = "rm_agents", tasks_table: str = "rm_tasks") -> None:
-        self.database_url = database_url
+    def __init__(self, pool: ConnectionPool, *, agents_table: str = "rm_agents", tasks_table: str = "rm_tasks") -> None:
+        self.pool = pool
         self.agents_table = agents_table
         self.tasks_table = tasks_table
 
@@ -67,7 +68,7 @@ class ReferenceQueries:
 
     def _all(self, query: sql.Composed, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         try:
-            with psycopg.connect(self.database_url, autocommit=True) as conn:
+            with self.pool.connection() as conn:
                 return conn.execute(query, params).fetchall()
         except psycopg.errors.UndefinedTable:
             return []

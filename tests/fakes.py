@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from domain.errors import InvalidError
+
 
 class FakeClock:
     """A ``Clock`` that stands still until a test moves it."""
@@ -145,3 +147,17 @@ class ListedExecutionIndex:
 
     def unfinished(self) -> list[UUID]:
         return []
+
+
+class FakeCrewCheck:
+    """``CrewCheck`` that lets every crew run except the ids in ``unknown``; records what it judged."""
+
+    def __init__(self) -> None:
+        self.unknown: set[str] = set()
+        self.checked: list[dict[str, Any]] = []
+
+    def check(self, definition: Mapping[str, Any]) -> None:
+        self.checked.append(dict(definition))
+        crew_id = definition.get("crew_id")
+        if crew_id in self.unknown:
+            raise InvalidError(f"Unknown crew: {crew_id!r}", errors=[("crew_id", "no such crew in this group")])

@@ -17,6 +17,7 @@ from domain.execution_progress import (
     TaskCompleted,
     TaskStarted,
 )
+from interface.waiting import wait_event
 
 
 class FakeCrewProcess:
@@ -32,21 +33,10 @@ class FakeCrewProcess:
         self.outcome_after = outcome_after
         self.cancelled = asyncio.Event()
 
-    async def _cancelled_within(self, seconds: float) -> bool:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-        else:
-            try:
-                async with asyncio.timeout(seconds):
-                    await self.cancelled.wait()
-            except TimeoutError:
-                pass
-        return self.cancelled.is_set()
-
     async def messages(self) -> AsyncGenerator[Observation, None]:
         for observation in self.script:
             pause = self.outcome_after if isinstance(observation, OUTCOMES) else self.delay
-            if await self._cancelled_within(pause):
+            if await wait_event(self.cancelled, pause):
                 yield CrewFailed(error="execution cancelled", at=time.time())
                 return
             yield observation

@@ -69,13 +69,6 @@ async def settled_resource(
     return found(resource, kind, resource_id), headers
 
 
-async def current_resource(kasal: Kasal, view: ReadBack, kind: str, resource_id: UUID) -> dict[str, Any]:
-    """The resource as the log has it now, for a command that checks a change against it:
-    its read model may not hold the latest write yet, or right after a create, any row."""
-    resource = await kasal.run(view.from_log, _log_rows(kasal), group_id(), resource_id)
-    return found(resource, kind, resource_id)
-
-
 def _log_rows(kasal: Kasal) -> LogRows:
     by_table = {table: projection for projection in kasal.projector.projections for table in projection.tables}
 

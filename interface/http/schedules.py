@@ -16,13 +16,11 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 
-from application.cron import check_expression
 from domain.errors import InvalidError
 from interface.http.common import (
     IfMatch,
     Limit,
     Offset,
-    current_resource,
     etag,
     expected_version,
     found,
@@ -38,7 +36,6 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Cron = Annotated[str, msgspec.Meta(max_length=200)]
 Zone = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 ConfigMap = str | dict[str, Any]
-CREW_FIELDS = ("crew_id", "agents_yaml", "tasks_yaml", "inputs", "model")
 
 
 class ScheduleFields(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -117,10 +114,7 @@ async def schedule_or_404(kasal: Kasal, schedule_id: UUID) -> dict[str, Any]:
 async def create_schedule(
     request: Request[Any, Any, Any], kasal: Kasal, data: ScheduleCreate,
 ) -> Response[ScheduleRead]:
-    fields = definition(data)
-    check_expression(fields["cron_expression"], fields.get("timezone"))
-    await kasal.services.planner.check_schedule(fields)
-    written = await kasal.run(kasal.services.schedules.create, fields)
+    written = await kasal.run(kasal.services.schedules.create, definition(data))
     row, headers = await settled_resource(kasal, written, kasal.views.schedules, "schedule")
     kasal.scheduler.wake()
     headers["Location"] = location(request, written.id)
@@ -130,13 +124,7 @@ async def create_schedule(
 async def update_schedule(
     kasal: Kasal, schedule_id: UUID, data: ScheduleUpdate, if_match: str | None,
 ) -> Response[ScheduleRead]:
-    current = await current_resource(kasal, kasal.views.schedules, "schedule", schedule_id)
     changes = definition(data)
-    merged = {**current, **changes}
-    if {"cron_expression", "timezone"} & changes.keys():
-        check_expression(merged["cron_expression"], merged.get("timezone"))
-    if set(CREW_FIELDS) & changes.keys():
-        await kasal.services.planner.check_schedule(merged)
     written = await kasal.run(kasal.services.schedules.change, schedule_id, changes, expected_version(if_match))
     return await _answer(kasal, schedule_id, written)
 

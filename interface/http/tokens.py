@@ -76,8 +76,8 @@ class TokenController(Controller):
     async def revoke(self, kasal: Kasal, token_id: UUID) -> Response[None]:
         """Revoke a token at once: requests bearing it are answered 401 from now on."""
         written = await kasal.run(kasal.services.tokens.revoke, token_id)
+        # Before settling: the read model may still hold the token when this is answered.
+        kasal.token_lookup.revoked(str(token_id), written.position)
         headers = await settle(kasal, written)
-        # After settling the row is gone, so nothing can re-cache the token once forgotten.
-        kasal.token_lookup.forget(str(token_id))
         headers.pop("ETag", None)
         return Response(None, status_code=204, headers=headers)

@@ -1,4 +1,5 @@
-"""What the executions tests share: a one-task crew, and ``Runner``, which plays the runner.
+"""What the executions tests share: a one-task crew, ``Runner``, which plays the runner, and
+``wait_status``, which waits for a run to reach a status and fails the test at a deadline.
 
 The runner is not part of those tests: ``Runner`` plays its part through the
 application service (claim → preparing → running → progress → end), the way
@@ -7,11 +8,13 @@ the real runner does, and every read API is checked against what it did.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import anyio
+import pytest
 
 from application.executions import ExecutionJob
 from domain.context import Actor, acting_as
@@ -33,6 +36,9 @@ AGENTS = {"researcher": {"role": "Senior Researcher", "goal": "Find facts about 
 TASKS = {"research": {"description": "Research {topic}", "expected_output": "A short report", "agent": "researcher"}}
 INLINE = {"agents_yaml": AGENTS, "tasks_yaml": TASKS, "inputs": {"topic": "AI"}}
 T0 = 1_750_000_000.0
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+EXECUTION = "/api/v1/executions/{}"
+HISTORY = "/api/v1/execution-history/{}"
 
 
 def crew_script() -> list[Observation]:
@@ -102,3 +108,29 @@ async def run_to_completion(client: Any, result: Any = '{"answer": 42}') -> tupl
     await runner.progress(job.execution_id, crew_script())
     await runner.complete(job.execution_id, result)
     return started["execution_id"], runner
+
+
+async def wait_until(
+    client: Any, execution_id: Any, done: Callable[[dict[str, Any]], bool], what: str, timeout: float = 15, *,
+    path: str = EXECUTION,
+) -> dict[str, Any]:
+    """The body at ``path`` (the execution by default) once ``done(body)``; the test fails at the
+    deadline, showing the last body seen."""
+    url = path.format(execution_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = (await client.get(url)).json()
+        if done(body):
+            return body
+        if time.monotonic() > deadline:
+            pytest.fail(f"execution {execution_id} did not {what} within {timeout} s; last seen at {url}: {body}")
+        await anyio.sleep(0.05)
+
+
+async def wait_status(
+    client: Any, execution_id: Any, wanted: str | Collection[str], timeout: float = 15, *, path: str = EXECUTION,
+) -> dict[str, Any]:
+    """The body at ``path`` once the execution's status is ``wanted`` (one status or any of several)."""
+    statuses = {wanted} if isinstance(wanted, str) else set(wanted)
+    return await wait_until(client, execution_id, lambda body: body["status"] in statuses,
+                            f"reach {' or '.join(sorted(statuses))}", timeout, path=path)

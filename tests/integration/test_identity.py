@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
@@ -209,16 +210,26 @@ class FakeTokenTable:
     def __init__(self) -> None:
         self.rows: dict[str, TokenIdentity] = {}
         self.reads = 0
+        self.position = 0
+        self.reading = anyio.Event()
+        self.held: anyio.Event | None = None  # when set, a read answers only once this is set
+
+    def projected(self) -> int:
+        return self.position
 
     async def by_hash(self, token_hash: str) -> TokenIdentity | None:
         self.reads += 1
-        return self.rows.get(token_hash)
+        found = self.rows.get(token_hash)
+        self.reading.set()
+        if self.held is not None:
+            await self.held.wait()
+        return found
 
 
 async def test_cached_tokens_are_read_once_per_ttl_and_revocation_shows_within_it() -> None:
     table, clock = FakeTokenTable(), FakeClock()
     table.rows["h"] = TokenIdentity(id="t1", group_id="g", role="editor")
-    lookup = CachingTokenLookup(table.by_hash, ttl=5, clock=clock)
+    lookup = CachingTokenLookup(table.by_hash, projected=table.projected, ttl=5, clock=clock)
     assert await lookup("h") == await lookup("h") == table.rows["h"]
     assert table.reads == 1
 
@@ -229,13 +240,39 @@ async def test_cached_tokens_are_read_once_per_ttl_and_revocation_shows_within_i
     assert await lookup("h") is None
 
 
-async def test_forgetting_a_token_evicts_it_at_once() -> None:
+async def test_a_revoked_token_is_refused_at_once_while_the_read_model_still_holds_it() -> None:
     table = FakeTokenTable()
     table.rows["h"] = TokenIdentity(id="t1", group_id="g", role="editor")
-    lookup = CachingTokenLookup(table.by_hash, ttl=60, clock=FakeClock())
+    lookup = CachingTokenLookup(table.by_hash, projected=table.projected, ttl=60, clock=FakeClock())
     await lookup("h")
+    lookup.revoked("t1", position=7)  # the row is projected away once the read models reach 7
+    assert await lookup("h") is None
+    table.position = 7
     del table.rows["h"]
-    lookup.forget("t1")
+    assert await lookup("h") is None
+
+
+async def test_a_read_in_flight_when_a_token_is_revoked_neither_admits_nor_caches_it() -> None:
+    table = FakeTokenTable()
+    table.rows["h"] = TokenIdentity(id="t1", group_id="g", role="editor")
+    lookup = CachingTokenLookup(table.by_hash, projected=table.projected, ttl=60, clock=FakeClock())
+    table.held = anyio.Event()
+    answers: list[Any] = []
+
+    async def read(token_hash: str) -> None:
+        answers.append(await lookup(token_hash))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(read, "h")
+        await table.reading.wait()  # it holds the row as it was before the revocation
+        lookup.revoked("t1", position=7)
+        table.position = 7
+        table.reading = anyio.Event()
+        tasks.start_soon(read, "another")  # a read that starts after the projection
+        await table.reading.wait()
+        table.held.set()
+    assert answers == [None, None]
+    del table.rows["h"]  # as the read model has it now: only a cached copy could admit the token
     assert await lookup("h") is None
 
 

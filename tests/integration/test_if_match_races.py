@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from psycopg_pool import ConnectionPool
 
 from application.agents import AgentService
 from application.crews import CrewService
@@ -54,7 +55,7 @@ class Race:
     """A service, a resource it made, our conditional write and the other client's write."""
 
     name: str
-    service: Callable[[KasalStore, str], Any]
+    service: Callable[[KasalStore, ReferenceQueries], Any]
     make: Callable[[Any], Any]
     ours: Callable[[Any, Any, ExpectedVersions | None], object]
     theirs: Callable[[Any, Any], object]
@@ -81,37 +82,37 @@ def _seen_version(builtin_id: Any, setting_id: Any) -> Callable[[KasalStore, Any
 SERPER, GPT_4O = builtin_tool_id("SerperDevTool"), builtin_model_id("gpt-4o")
 
 RACES = [
-    Race("agent-change", lambda store, url: AgentService(store, ReferenceQueries(url)),
+    Race("agent-change", lambda store, refs: AgentService(store, refs),
          lambda s: s.create(CONTRACT_AGENT).id,
          lambda s, ref, ev: s.change(ref, {"goal": "Ours"}, ev),
          lambda s, ref: s.change(ref, {"backstory": "Theirs"}),
          _document_version),
-    Race("task-replace", lambda store, url: TaskService(store, ReferenceQueries(url)),
+    Race("task-replace", lambda store, refs: TaskService(store, refs),
          lambda s: s.create(TASK).id,
          lambda s, ref, ev: s.replace(ref, {**TASK, "name": "Ours"}, ev),
          lambda s, ref: s.change(ref, {"expected_output": "Theirs"}),
          _document_version),
-    Race("crew-delete", lambda store, url: CrewService(store),
+    Race("crew-delete", lambda store, refs: CrewService(store),
          lambda s: s.create({"name": "Crew"}).id,
          lambda s, ref, ev: s.delete(ref, ev),
          lambda s, ref: s.change(ref, {"description": "Theirs"}),
          _document_version),
-    Race("tool-toggle", lambda store, url: ToolsService(store),
+    Race("tool-toggle", lambda store, refs: ToolsService(store),
          lambda s: s.create({"name": "Ledger Tool"}).id,
          lambda s, ref, ev: s.toggle(ref, ev),
          lambda s, ref: s.change(ref, {"description": "Theirs"}),
          _document_version),
-    Race("builtin-tool-toggle", lambda store, url: ToolsService(store),
+    Race("builtin-tool-toggle", lambda store, refs: ToolsService(store),
          lambda s: SERPER,
          lambda s, ref, ev: s.toggle(ref, ev),
          lambda s, ref: s.change(ref, {"config": {"n_results": 7}}),
          _seen_version(SERPER, tool_setting_id(GROUP, SERPER))),
-    Race("model-toggle", lambda store, url: ModelsService(store),
+    Race("model-toggle", lambda store, refs: ModelsService(store),
          lambda s: (s.create({"key": "mine", "name": "gpt-4o-mini", "provider": "openai"}).id, "mine"),
          lambda s, ref, ev: s.toggle(ref[1], None, ev),
          lambda s, ref: s.change(ref[1], {"temperature": 0.3}),
          lambda store, ref: _document_version(store, ref[0])),
-    Race("builtin-model-toggle", lambda store, url: ModelsService(store),
+    Race("builtin-model-toggle", lambda store, refs: ModelsService(store),
          lambda s: "gpt-4o",
          lambda s, ref, ev: s.toggle(ref, None, ev),
          lambda s, ref: s.change(ref, {"temperature": 0.3}),
@@ -129,18 +130,26 @@ def stores(database_url: str) -> Iterator[tuple[InterleavedStore, KasalStore]]:
     theirs.close()
 
 
-def _arrange(race: Race, stores: tuple[InterleavedStore, KasalStore], database_url: str) -> tuple[Any, Any, int]:
+@pytest.fixture
+def references(database_url: str) -> Iterator[ReferenceQueries]:
+    with ConnectionPool(database_url, min_size=1, max_size=2) as pool:
+        yield ReferenceQueries(pool)
+
+
+def _arrange(
+    race: Race, stores: tuple[InterleavedStore, KasalStore], references: ReferenceQueries,
+) -> tuple[Any, Any, int]:
     """Our service, a resource it made and that resource's version; the other write is primed."""
     ours, theirs = stores
-    service, other = race.service(ours, database_url), race.service(theirs, database_url)
+    service, other = race.service(ours, references), race.service(theirs, references)
     ref = race.make(service)
     ours.interloper = lambda: race.theirs(other, ref)
     return service, ref, race.version(ours, ref)
 
 
 @pytest.mark.parametrize("race", RACES, ids=str)
-def test_a_write_for_a_version_that_changed_meanwhile_is_refused(race: Race, stores: Any, database_url: str) -> None:
-    service, ref, before = _arrange(race, stores, database_url)
+def test_a_write_for_a_version_that_changed_meanwhile_is_refused(race: Race, stores: Any, references: Any) -> None:
+    service, ref, before = _arrange(race, stores, references)
 
     with pytest.raises(PreconditionFailedError):
         race.ours(service, ref, ExpectedVersions(frozenset({before})))
@@ -151,8 +160,8 @@ def test_a_write_for_a_version_that_changed_meanwhile_is_refused(race: Race, sto
 
 
 @pytest.mark.parametrize("race", RACES, ids=str)
-def test_an_unconditional_write_is_reapplied_on_top_of_the_other(race: Race, stores: Any, database_url: str) -> None:
-    service, ref, before = _arrange(race, stores, database_url)
+def test_an_unconditional_write_is_reapplied_on_top_of_the_other(race: Race, stores: Any, references: Any) -> None:
+    service, ref, before = _arrange(race, stores, references)
 
     race.ours(service, ref, None)
 

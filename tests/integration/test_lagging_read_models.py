@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from domain.context import Actor, acting_as
 from domain.tool import builtin_tool_id
 from interface.app import create_app
 from interface.settings import Settings
@@ -172,3 +173,31 @@ async def test_a_token_issued_while_lagging_is_answered_as_later_reads_show_it(
 
         later = await read(client, f"/api/v1/tokens/{answer['id']}")
         assert later.json() == {key: value for key, value in answer.items() if key != "token"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_token_revoked_while_lagging_is_refused_from_the_answer_on(
+    settings, lagging_settings, projector_lock,
+) -> None:
+    async with serving(settings.with_(auth_mode="token")) as (kasal, client):
+        with acting_as(Actor(group_id="team", actor="test", role="admin")):
+            issued = await kasal.run(kasal.services.tokens.issue, "admin", "ops")
+        assert await kasal.projector.wait_for(issued.position, CATCH_UP_S)
+        admin = issued.token
+        made = await client.post("/api/v1/tokens", json={"role": "editor", "name": "ci"}, headers=bearer(admin))
+        assert made.status_code == 201 and "x-kasal-stale" not in made.headers, made.text
+        editor = made.json()
+    lock = projector_lock()
+    async with serving(lagging_settings.with_(auth_mode="token")) as (kasal, client):
+        assert (await client.get("/api/v1/agents", headers=bearer(editor["token"]))).status_code == 200
+
+        revoked = await client.delete(f"/api/v1/tokens/{editor['id']}", headers=bearer(admin))
+        assert revoked.status_code == 204 and revoked.headers.get("x-kasal-stale") == "true"
+
+        assert (await client.get("/api/v1/agents", headers=bearer(editor["token"]))).status_code == 401
+        await catch_up(kasal, lock, revoked)
+        assert (await client.get("/api/v1/agents", headers=bearer(editor["token"]))).status_code == 401
+        assert (await client.get("/api/v1/agents", headers=bearer(admin))).status_code == 200

@@ -8,7 +8,6 @@ of its own, is such a live process.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +28,7 @@ from interface.runner_registry import DDL, RunnerRegistry
 from interface.wiring import wire
 from projections.executions import ExecutionIndexQueries
 from tests.fakes_runtime import FakeCrewRuntime
+from tests.integration.execution_runs import HISTORY, wait_status
 
 pytestmark = pytest.mark.anyio
 
@@ -90,17 +90,6 @@ def service_app(settings: Any, runtime: FakeCrewRuntime) -> Any:
     return create_app(wire(settings.with_(run_workers=True), crew_runtime=runtime))
 
 
-async def wait_status(client: Any, execution_id: UUID, wanted: str, timeout: float = 15) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = (await client.get(f"/api/v1/execution-history/{execution_id}")).json()
-        if body["status"] == wanted:
-            return body
-        if time.monotonic() > deadline:
-            pytest.fail(f"execution {execution_id} is {body['status']}, not {wanted}, after {timeout} s")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_starting_runner_cancels_what_a_runner_that_is_gone_left_unfinished(
     settings, left_behind: LeftBehind,
 ) -> None:
@@ -110,7 +99,8 @@ async def test_a_starting_runner_cancels_what_a_runner_that_is_gone_left_unfinis
     runtime = FakeCrewRuntime()
 
     async with AsyncTestClient(app=service_app(settings, runtime)) as client:
-        recovered = [await wait_status(client, execution_id, "CANCELLED") for execution_id in unfinished]
+        recovered = [await wait_status(client, execution_id, "CANCELLED", path=HISTORY)
+                     for execution_id in unfinished]
 
     for history in recovered:
         last = history["timeline"][-1]
@@ -129,10 +119,10 @@ async def test_a_starting_runner_leaves_what_a_live_runner_owns_alone(settings, 
         runtime = FakeCrewRuntime()
 
         async with AsyncTestClient(app=service_app(settings, runtime)) as client:
-            await wait_status(client, orphan, "CANCELLED")
+            await wait_status(client, orphan, "CANCELLED", path=HISTORY)
             # Not cancelled as the service's own leftover: while another process lives, the
             # queue may be its, so the new runner takes it up and runs it.
-            ran = await wait_status(client, waiting, "COMPLETED")
+            ran = await wait_status(client, waiting, "COMPLETED", path=HISTORY)
             assert left_behind.status(owned) == "RUNNING"
     finally:
         live.close()

@@ -20,6 +20,7 @@ from interface.app import create_app
 from interface.runner import ExecutionRunner
 from interface.wiring import wire
 from tests.fakes_runtime import FakeCrewRuntime
+from tests.integration.execution_runs import HISTORY, TERMINAL, wait_status, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -31,29 +32,10 @@ CREW = {
     "inputs": {"topic": "event sourcing"},
     "model": "offline/echo",
 }
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 def runner_app(settings: Any, runtime: FakeCrewRuntime, **changes: Any) -> Any:
     return create_app(wire(settings.with_(run_workers=True, **changes), crew_runtime=runtime))
-
-
-async def wait_until(client: Any, execution_id: str, done: Any, what: str, timeout: float = 15) -> dict[str, Any]:
-    """Poll the execution until ``done(body)``; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        body = (await client.get(f"/api/v1/executions/{execution_id}")).json()
-        if done(body):
-            return body
-        if time.monotonic() > deadline:
-            pytest.fail(f"execution {execution_id} did not {what} within {timeout} s; last seen: {body}")
-        await asyncio.sleep(0.05)
-
-
-async def wait_status(client: Any, execution_id: str, wanted: set[str], timeout: float = 15) -> dict[str, Any]:
-    """Wait until a background runner has moved the execution into ``wanted``."""
-    return await wait_until(client, execution_id, lambda body: body["status"] in wanted,
-                            f"reach {sorted(wanted)}", timeout)
 
 
 async def test_a_requested_execution_runs_to_completed_with_its_log(settings) -> None:
@@ -70,6 +52,23 @@ async def test_a_requested_execution_runs_to_completed_with_its_log(settings) ->
         history = (await client.get(f"/api/v1/execution-history/{started['execution_id']}")).json()
         assert [step["status"] for step in history["timeline"]][-3:] == ["PREPARING", "RUNNING", "COMPLETED"]
     assert runtime.jobs[0].inputs == {"topic": "event sourcing"}
+
+
+async def test_a_chatty_crews_lines_are_numbered_in_the_order_it_said_them(settings) -> None:
+    runtime = FakeCrewRuntime(lines=3000)  # many full batches, saved while the periodic flush saves too
+    async with AsyncTestClient(app=runner_app(settings, runtime)) as client:
+        started = (await client.post("/api/v1/executions", json=CREW)).json()
+        execution_id = started["execution_id"]
+        assert (await wait_status(client, execution_id, TERMINAL, timeout=60))["status"] == "COMPLETED"
+        said: list[str] = []
+        after = 0
+        while True:
+            page = (await client.get(f"/api/v1/execution-logs/{execution_id}?after={after}&limit=1000")).json()
+            said += [line["message"] for line in page["items"] if line["message"].startswith("line ")]
+            if not page["items"]:
+                break
+            after = page["items"][-1]["seq"]
+        assert said == [f"line {i}" for i in range(3000)]
 
 
 async def test_an_outcome_right_behind_the_last_log_line_still_ends_the_run(settings) -> None:
@@ -96,19 +95,17 @@ async def test_with_limit_one_three_executions_run_one_after_another_in_order(se
 
 
 async def test_cancelling_a_running_execution_stops_its_crew_and_ends_it_cancelled_by_the_caller(settings) -> None:
-    runtime = FakeCrewRuntime(lines=200, delay=0.05)
+    runtime = FakeCrewRuntime(lines=3, delay=3600)  # a crew that only ends by being cancelled
     async with AsyncTestClient(app=runner_app(settings, runtime)) as client:
         started = (await client.post("/api/v1/executions", json=CREW)).json()
-        await wait_status(client, started["execution_id"], {"RUNNING"})
+        await wait_status(client, started["execution_id"], "RUNNING")
         answer = await client.post(f"/api/v1/executions/{started['execution_id']}/cancel")
         assert answer.status_code == 200
-        done = await wait_status(client, started["execution_id"], TERMINAL, timeout=5)
-        assert done["status"] == "CANCELLED"
-        history = (await client.get(f"/api/v1/execution-history/{started['execution_id']}")).json()
-        assert history["timeline"][-1]["actor"] == "local-admin"
-        logs = (await client.get(f"/api/v1/execution-logs/{started['execution_id']}")).json()
+        history = await wait_status(client, started["execution_id"], TERMINAL, path=HISTORY)
     assert [process.cancelled.is_set() for process in runtime.processes] == [True]
-    assert logs["total"] < 200
+    assert [step["status"] for step in history["timeline"]][-2:] == ["RUNNING", "CANCELLED"]
+    assert history["timeline"][-1]["actor"] == "local-admin"
+    assert history["result"] is None
 
 
 async def test_the_single_job_rule_answers_409_with_kasals_message(settings) -> None:
@@ -172,29 +169,107 @@ async def test_a_run_whose_end_cannot_be_recorded_at_first_still_ends_once_the_d
     kasal = wire(settings)  # runs no runner of its own: this test starts one over a flaky database
     executions = FlakyDatabaseExecutions(kasal.services.executions, failures=3)
     async with kasal.running():
-        runner = ExecutionRunner(
-            executions, kasal.store, FakeCrewRuntime(), cancellations=kasal.cancellations,
-            registry=kasal.registry, max_concurrent=1, timeout_s=60,
-            credentials=kasal.services.credentials.credentials, models=kasal.views.models.resolve_model,
-            namer=kasal.services.run_names.for_job,
-        )
+        runner = runner_over(kasal, executions)
         await runner.start()
         try:
-            with acting_as(Actor("local", "someone")):
-                requested = await kasal.run(lambda: kasal.services.executions.request_execution(
-                    agents=CREW["agents_yaml"], tasks=CREW["tasks_yaml"], model="offline/echo"))
-            runner.wake()
+            execution_id = await request_run(kasal)
+            done = await logged_status(kasal, execution_id, lambda e: e.status.value in TERMINAL)
+        finally:
+            await runner.stop()
+    assert done.status.value == "COMPLETED"
+    assert executions.failures == 0
 
-            def status() -> str:
-                with acting_as(Actor("local", "someone")):
-                    return kasal.store.load(Execution, requested.execution_id).status.value
 
+def runner_over(kasal: Any, executions: Any, *, poll_interval_s: float = 1.0) -> ExecutionRunner:
+    """A runner of the test's own over ``executions``, woken by the projector as the service's runner is."""
+    runner = ExecutionRunner(
+        executions, kasal.store, FakeCrewRuntime(), cancellations=kasal.cancellations,
+        registry=kasal.registry, max_concurrent=1, timeout_s=60,
+        credentials=kasal.services.credentials.credentials, models=kasal.views.models.resolve_model,
+        namer=kasal.services.run_names.for_job, poll_interval_s=poll_interval_s,
+    )
+    kasal.projector.on_advanced(runner.wake)
+    return runner
+
+
+async def request_run(kasal: Any) -> Any:
+    with acting_as(Actor("local", "someone")):
+        requested = await kasal.run(lambda: kasal.services.executions.request_execution(
+            agents=CREW["agents_yaml"], tasks=CREW["tasks_yaml"], model="offline/echo"))
+    return requested.execution_id
+
+
+async def logged_status(kasal: Any, execution_id: Any, wanted: Any, timeout: float = 20) -> Execution:
+    """The execution, read from the log, once ``wanted(execution)``; fails the test at the deadline."""
+    def load() -> Execution:
+        with acting_as(Actor("local", "someone")):
+            return kasal.store.load(Execution, execution_id)
+
+    deadline = time.monotonic() + timeout
+    while not wanted(execution := await kasal.run(load)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"execution {execution_id} is still {execution.status.value} after {timeout} s")
+        await asyncio.sleep(0.05)
+    return execution
+
+
+async def test_a_requested_run_is_claimed_when_the_projector_lists_it_not_at_the_next_poll(settings) -> None:
+    kasal = wire(settings)  # runs no runner of its own: this test starts one that all but never polls
+    async with kasal.running():
+        runner = runner_over(kasal, kasal.services.executions, poll_interval_s=3600)
+        await runner.start()
+        try:
+            execution_id = await request_run(kasal)  # nobody wakes the runner but the projector
+            done = await logged_status(kasal, execution_id, lambda e: e.status.value in TERMINAL)
+        finally:
+            await runner.stop()
+    assert done.status.value == "COMPLETED"
+
+
+class BrokenResultExecutions:
+    """The execution service, but recording a result fails as a bug fails: the same way every time."""
+
+    def __init__(self, service: Any) -> None:
+        self._service = service
+        self.completions = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service, name)
+
+    def complete(self, *args: Any) -> Any:
+        self.completions += 1
+        raise TypeError("Object of type Widget is not JSON serializable")
+
+
+async def test_a_result_that_cannot_be_recorded_ends_the_run_failed_after_one_try(settings) -> None:
+    kasal = wire(settings)  # runs no runner of its own: this test starts one whose results break
+    executions = BrokenResultExecutions(kasal.services.executions)
+    async with kasal.running():
+        runner = runner_over(kasal, executions)
+        await runner.start()
+        try:
+            execution_id = await request_run(kasal)
+            done = await logged_status(kasal, execution_id, lambda e: e.status.value in TERMINAL)
+        finally:
+            await runner.stop()
+    assert done.status.value == "FAILED"
+    assert "TypeError: Object of type Widget is not JSON serializable" in str(done.error)
+    assert executions.completions == 1
+
+
+async def test_stopping_the_runner_ends_its_retries_against_a_database_that_does_not_answer(settings) -> None:
+    kasal = wire(settings)  # runs no runner of its own: this test starts one over a database that is gone
+    executions = FlakyDatabaseExecutions(kasal.services.executions, failures=10**6)
+    async with kasal.running():
+        runner = runner_over(kasal, executions)
+        await runner.start()
+        try:
+            await request_run(kasal)
             deadline = time.monotonic() + 20
-            while (seen := await kasal.run(status)) not in TERMINAL:
+            while executions.failures > 10**6 - 2:  # tried, and tried again
                 if time.monotonic() > deadline:
-                    pytest.fail(f"the run is still {seen} after 20 s")
+                    pytest.fail("the runner did not retry recording the run's end within 20 s")
                 await asyncio.sleep(0.05)
         finally:
             await runner.stop()
-    assert seen == "COMPLETED"
-    assert executions.failures == 0
+        assert runner.runs == {}  # no run left retrying against pools that are about to close

@@ -8,10 +8,7 @@ below the execution timeout (an hour), so a run left RUNNING fails the test.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -20,6 +17,7 @@ from interface.app import create_app
 from interface.crew_runtime.runtime import CrewRuntime
 from interface.wiring import wire
 from tests.hostile_tools import EXIT_CODE, HostileToolFactory, end_orphan
+from tests.integration.execution_runs import TERMINAL, wait_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -30,20 +28,8 @@ CREW = {
                             "agent": "writer"}},
     "inputs": {"topic": "stalls"},
 }
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 FIRST_RUN_S = 120.0  # the first child waits until the forkserver has imported crewai
 RUN_S = 30.0
-
-
-async def wait_terminal(client: Any, execution_id: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = (await client.get(f"/api/v1/executions/{execution_id}/status")).json()
-        if body["status"] in TERMINAL:
-            return body
-        if time.monotonic() > deadline:
-            pytest.fail(f"execution {execution_id} still {body['status']} after {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 async def test_fifty_executions_one_after_another_from_a_fresh_start_all_complete(settings) -> None:
@@ -52,7 +38,7 @@ async def test_fifty_executions_one_after_another_from_a_fresh_start_all_complet
         statuses = []
         for n in range(50):
             started = (await client.post("/api/v1/executions", json=CREW)).json()
-            done = await wait_terminal(client, started["execution_id"], FIRST_RUN_S if n == 0 else RUN_S)
+            done = await wait_status(client, started["execution_id"], TERMINAL, FIRST_RUN_S if n == 0 else RUN_S)
             statuses.append(done["status"])
     assert statuses == ["COMPLETED"] * 50
 
@@ -61,7 +47,7 @@ async def test_twenty_executions_at_once_from_a_fresh_start_all_complete(setting
     app = create_app(wire(settings.with_(run_workers=True, max_concurrent_executions=20)))
     async with AsyncTestClient(app=app, timeout=60) as client:
         ids = [(await client.post("/api/v1/executions", json=CREW)).json()["execution_id"] for _ in range(20)]
-        finished = [await wait_terminal(client, execution_id, FIRST_RUN_S) for execution_id in ids]
+        finished = [await wait_status(client, execution_id, TERMINAL, FIRST_RUN_S) for execution_id in ids]
     assert [body["status"] for body in finished] == ["COMPLETED"] * 20
 
 
@@ -83,7 +69,7 @@ async def test_a_crew_process_that_dies_without_an_outcome_fails_the_run_naming_
                                    timeout=60) as client:
             started = (await client.post("/api/v1/executions", json=crew)).json()
             assert started["status"] == "PENDING", started
-            done = await wait_terminal(client, started["execution_id"], FIRST_RUN_S)
+            done = await wait_status(client, started["execution_id"], TERMINAL, FIRST_RUN_S)
             shown = (await client.get(f"/api/v1/executions/{started['execution_id']}")).json()
             logs = (await client.get(f"/api/v1/execution-logs/{started['execution_id']}")).json()["items"]
     finally:

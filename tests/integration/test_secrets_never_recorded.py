@@ -8,7 +8,6 @@ table, every read model) and on the text of every response about the run.
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from interface.app import create_app
 from interface.wiring import Kasal, wire
 from tests.fakes import FakeClock
 from tests.fakes_runtime import FakeCrewRuntime
+from tests.integration.execution_runs import TERMINAL, wait_status
 
 pytestmark = pytest.mark.anyio
 
@@ -73,18 +73,6 @@ async def fresh(client: Any) -> dict[str, str]:
     return {"X-Kasal-Min-Position": str(await anyio.to_thread.run_sync(kasal_of(client).store.max_position))}
 
 
-async def finished(client: Any, execution_id: str, timeout: float) -> dict[str, Any]:
-    """The execution once it has ended; the test fails at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        body = (await client.get(f"/api/v1/executions/{execution_id}")).json()
-        if body["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
-            return body
-        if time.monotonic() > deadline:
-            pytest.fail(f"execution {execution_id} did not end within {timeout} s; last seen: {body}")
-        await anyio.sleep(0.1)
-
-
 async def responses_about(client: Any, execution_id: str) -> dict[str, str]:
     """Every read API's answer about one execution, texts behind its trace's references included."""
     headers = await fresh(client)
@@ -111,7 +99,7 @@ async def test_a_secret_input_filled_into_a_real_crews_prompts_is_recorded_nowhe
         started = await client.post("/api/v1/executions", json=RUN)
         assert started.status_code == 201, started.text
         execution_id = started.json()["execution_id"]
-        done = await finished(client, execution_id, timeout=180)
+        done = await wait_status(client, execution_id, TERMINAL, timeout=180)
         assert done["status"] == "COMPLETED", done
         texts = await responses_about(client, execution_id)
     assert [path for path, text in texts.items() if SECRET in text] == []
@@ -132,7 +120,7 @@ async def test_provider_keys_handed_to_a_run_are_recorded_nowhere(settings) -> N
                                                                                      "db_password": "-"}})
         assert started.status_code == 201, started.text
         execution_id = started.json()["execution_id"]
-        done = await finished(client, execution_id, timeout=30)
+        done = await wait_status(client, execution_id, TERMINAL, timeout=30)
         texts = await responses_about(client, execution_id)
     assert runtime.jobs[0].credentials["OPENAI_API_KEY"] == PROVIDER_KEY  # the crew did get the key
     assert done["result"] == {"value": "called the provider with [REDACTED]"}

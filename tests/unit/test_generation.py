@@ -33,6 +33,7 @@ from domain.agent import Agent
 from domain.context import Actor, acting_as
 from domain.crew import Crew
 from domain.errors import InvalidError
+from domain.redaction import REDACTED
 from domain.task import Task
 from interface.model_client import LiteLLMModelClient, scrub
 from tests.fakes import FakeModelClient, NoReferences
@@ -184,6 +185,11 @@ def test_a_missing_key_names_the_key_to_add_before_any_call() -> None:
 def test_an_offline_model_that_does_not_exist_is_invalid() -> None:
     with pytest.raises(InvalidError, match="offline/echo"):
         LiteLLMModelClient().complete("offline/nope", [{"role": "user", "content": "hi"}], {})
+
+
+def test_a_known_value_in_a_provider_message_is_redacted_like_in_a_run_record() -> None:
+    shown = scrub("quota exceeded for hunter2hunter2 (plan 2024)", ["hunter2hunter2", "2024"])
+    assert shown == f"quota exceeded for {REDACTED} (plan 2024)"
 
 
 @given(secret=st.from_regex(r"[A-Za-z0-9_\-]{8,40}", fullmatch=True), before=st.text(max_size=30))

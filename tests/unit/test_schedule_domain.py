@@ -21,13 +21,14 @@ from domain.context import Actor, acting_as
 from domain.errors import ConflictError, InvalidError, NotFoundError
 from domain.execution import Execution
 from domain.schedule import SCHEDULER_ACTOR, Schedule
-from tests.fakes import FakeClock, FakeSecretBox, ListedExecutionIndex
+from tests.fakes import FakeClock, FakeCrewCheck, FakeSecretBox, ListedExecutionIndex
 
 UTC = UTC
 AGENTS = {"writer": {"role": "Writer", "goal": "Write", "backstory": "b"}}
 TASKS = {"report": {"description": "Report on {report_date}", "expected_output": "A report", "agent": "writer"}}
 DAILY = {"name": "Daily Reports", "cron_expression": "0 9 * * *", "crew_id": "c0ffee00-0000-4000-8000-000000000000",
          "inputs": {"report_date": "today"}}
+GONE_CREW = "dead0000-0000-4000-8000-000000000000"
 
 
 def at(*parts: int) -> datetime:
@@ -75,7 +76,8 @@ class World:
         self.clock = FakeClock(at(2025, 5, 1, 8, 0))
         self.planner = FakePlanner()
         self.box = FakeSecretBox()
-        self.schedules = ScheduleService(self.store, self.clock, self.box)
+        self.crews = FakeCrewCheck()
+        self.schedules = ScheduleService(self.store, self.clock, self.box, self.crews)
         self.executions = ExecutionService(self.store, MemoryContentStore(), ListedExecutionIndex())
         self.scheduler = SchedulerService(self.store, StoreScheduleIndex(self.store), self.planner,
                                           self.executions, self.clock, box=self.box)
@@ -203,6 +205,31 @@ def test_renaming_keeps_the_pending_next_run(world: World) -> None:
     world.clock.set(at(2025, 5, 1, 9, 30))  # 09:00 is due but not fired yet
     world.as_user(world.schedules.change, schedule_id, {"name": "Renamed"})
     assert world.schedule(schedule_id).next_run_at == iso(at(2025, 5, 1, 9))
+
+
+def test_a_change_to_what_the_crew_runs_with_is_judged_on_the_schedule_it_leaves(world: World) -> None:
+    schedule_id = world.create()
+    world.as_user(world.schedules.change, schedule_id, {"inputs": {"report_date": "tomorrow"}})
+    judged = world.crews.checked[-1]
+    assert (judged["crew_id"], judged["inputs"]) == (DAILY["crew_id"], {"report_date": "tomorrow"})
+    assert judged["cron_expression"] == DAILY["cron_expression"]
+
+
+def test_pointing_a_schedule_at_an_unknown_crew_is_refused_and_records_nothing(world: World) -> None:
+    schedule_id = world.create()
+    before = world.schedule(schedule_id).version
+    world.crews.unknown.add(GONE_CREW)
+    with pytest.raises(InvalidError):
+        world.as_user(world.schedules.change, schedule_id, {"crew_id": GONE_CREW})
+    assert world.schedule(schedule_id).version == before
+    assert world.schedule(schedule_id).fields["crew_id"] == DAILY["crew_id"]
+
+
+def test_a_change_that_leaves_the_crew_alone_does_not_judge_it_again(world: World) -> None:
+    schedule_id = world.create()
+    world.crews.unknown.add(DAILY["crew_id"])  # deleted since: its slots are skipped, saying so
+    world.as_user(world.schedules.change, schedule_id, {"name": "Renamed"})
+    assert world.schedule(schedule_id).name == "Renamed"
 
 
 # -- firing ----------------------------------------------------------------------

@@ -31,7 +31,7 @@ from domain.redaction import (
     secret_values,
 )
 from domain.schedule import Schedule
-from tests.fakes import FakeClock, FakeSecretBox, ListedExecutionIndex
+from tests.fakes import FakeClock, FakeCrewCheck, FakeSecretBox, ListedExecutionIndex
 
 SECRET = "hunter2-Correct-Horse-Battery"
 PROVIDER_KEY = "sk-test-0123456789abcdefABCDEF"
@@ -135,7 +135,7 @@ def test_a_request_takes_any_inputs_or_refuses_them_as_invalid_only_when_too_dee
 @settings(max_examples=60, deadline=None)
 @given(json_values | deep_values())
 def test_a_schedule_takes_any_inputs_or_refuses_them_as_invalid_only_when_too_deep(value: Any) -> None:
-    service = ScheduleService(KasalStore(memory_env()), FakeClock(), FakeSecretBox())
+    service = ScheduleService(KasalStore(memory_env()), FakeClock(), FakeSecretBox(), FakeCrewCheck())
     inputs = {"v": value}
     fields = {"name": "Nightly", "cron_expression": "0 3 * * *", "crew_id": "c0ffee00-0000-4000-8000-000000000000",
               "inputs": inputs}
@@ -232,3 +232,14 @@ def test_a_secret_value_under_a_plain_name_is_redacted_from_the_request_too() ->
     store, service, content, execution_id, _ = running({"topic": f"login as {SECRET}", "db_password": SECRET})
     assert store.repository.get(execution_id).inputs == {"topic": f"login as {REDACTED}", "db_password": REDACTED}
     assert not [s for s in everything_stored(store, content) if SECRET.encode() in s]
+
+
+@pytest.mark.parametrize("name", ["api_key", "OPENAI_API_KEY", "githubToken", "db_password", "client_secret", "tokens"])
+def test_a_value_under_a_credentials_name_is_scrubbed_by_value(name: str) -> None:
+    assert secret_values({name: "s3cr3t-value-123"}).hide("use s3cr3t-value-123 now") == f"use {REDACTED} now"
+
+
+@pytest.mark.parametrize("name", ["keywords", "key_points", "monkey", "token_budget_note"])
+def test_a_name_that_only_contains_a_secret_word_hides_the_input_but_not_its_words_elsewhere(name: str) -> None:
+    assert redact({name: "event sourcing"})[0] == {name: REDACTED}
+    assert secret_values({name: "event sourcing"}).hide("A summary of event sourcing") == "A summary of event sourcing"

@@ -149,3 +149,21 @@ def test_the_refusal_names_the_running_job_before_a_waiting_one() -> None:
             service.request_execution(agents=AGENTS, tasks=TASKS, model="offline/echo")
     assert refused.value.detail == "Cannot start new job. Another job is currently running: 'Busy' (Status: RUNNING)."
     assert isinstance(store.find(waiting.execution_id), Execution)
+
+
+def test_a_place_still_held_by_a_run_that_ended_elsewhere_is_given_back_to_the_next_request() -> None:
+    store = KasalStore(memory_env())
+    service = ExecutionService(store, MemoryContentStore(), EventLogIndex(store), busy_limit=1)
+    with acting_as(as_user("g1")):
+        first = service.request_execution(agents=AGENTS, tasks=TASKS, model="offline/echo").execution_id
+        # The run ends through a path that does not give its place back (an older process, say).
+        ended = store.load(Execution, first)
+        ended.cancel("ended elsewhere")
+        store.record(ended)
+
+        second = service.request_execution(agents=AGENTS, tasks=TASKS, model="offline/echo").execution_id
+
+        quota = store.find(ExecutionQuota.id_for("g1"))
+        assert isinstance(quota, ExecutionQuota) and quota.holds(second) and not quota.holds(first)
+        with pytest.raises(ConflictError, match="Another job is currently running"):
+            service.request_execution(agents=AGENTS, tasks=TASKS, model="offline/echo")
