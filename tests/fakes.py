@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from application.store import KasalStore
 from domain.errors import InvalidError
+from domain.execution import PENDING, UNFINISHED, Execution
 
 
 class FakeClock:
@@ -161,3 +163,24 @@ class FakeCrewCheck:
         crew_id = definition.get("crew_id")
         if crew_id in self.unknown:
             raise InvalidError(f"Unknown crew: {crew_id!r}", errors=[("crew_id", "no such crew in this group")])
+
+
+class EventLogIndex:
+    """A fake of the executions read model, answered from the aggregates themselves."""
+
+    def __init__(self, store: KasalStore) -> None:
+        self.store = store
+
+    def _executions(self) -> list[Execution]:
+        found = []
+        for notification in self.store.recorder.select_notifications(start=1, limit=100_000):
+            if notification.topic == Execution.Requested.TOPIC:  # type: ignore[attr-defined]
+                found.append(self.store.repository.get(notification.originator_id))
+        return found
+
+    def pending(self, limit: int, now: float) -> list[UUID]:
+        return [e.id for e in self._executions()
+                if e.status is PENDING and (e.claimed_by is None or e.lease_until < now)][:limit]
+
+    def unfinished(self) -> list[UUID]:
+        return [e.id for e in self._executions() if e.status in UNFINISHED]

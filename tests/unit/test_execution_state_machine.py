@@ -47,32 +47,11 @@ from domain.execution_progress import (
     ToolUsed,
 )
 from domain.redaction import redact
-from tests.fakes import ListedExecutionIndex
+from tests.fakes import EventLogIndex, ListedExecutionIndex
 
 AGENTS = {"researcher": {"role": "Researcher", "goal": "Find {topic}", "backstory": "b"}}
 TASKS = {"research": {"description": "Research {topic}", "expected_output": "A report", "agent": "researcher"}}
 MAX_EVENT_BYTES = 16 * 1024
-
-
-class EventLogIndex:
-    """A fake of the executions read model, answered from the aggregates themselves."""
-
-    def __init__(self, store: KasalStore) -> None:
-        self.store = store
-
-    def _executions(self) -> list[Execution]:
-        found = []
-        for notification in self.store.recorder.select_notifications(start=1, limit=100_000):
-            if notification.topic == Execution.Requested.TOPIC:  # type: ignore[attr-defined]
-                found.append(self.store.repository.get(notification.originator_id))
-        return found
-
-    def pending(self, limit: int, now: float) -> list[UUID]:
-        return [e.id for e in self._executions()
-                if e.status is PENDING and (e.claimed_by is None or e.lease_until < now)][:limit]
-
-    def unfinished(self) -> list[UUID]:
-        return [e.id for e in self._executions() if e.status in UNFINISHED]
 
 
 class Clock:

@@ -17,7 +17,7 @@ from domain.context import Actor, acting_as, system_actor
 from domain.errors import ConflictError
 from domain.execution import RESTART_MESSAGE, Execution
 from domain.execution_quota import ExecutionQuota
-from tests.unit.test_execution_state_machine import EventLogIndex
+from tests.fakes import EventLogIndex
 
 AGENTS = {"researcher": {"role": "Researcher", "goal": "Find facts", "backstory": "b"}}
 TASKS = {"research": {"description": "Research", "expected_output": "A report", "agent": "researcher"}}
