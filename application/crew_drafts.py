@@ -19,6 +19,7 @@ from msgspec import UNSET
 
 from application.crew_config import CrewReport, Finding
 from application.crews import Catalogue, CrewDraft, canvas_config, debug_crew
+from application.ids import parse_id
 from application.ports import DocumentLookup, ModelCatalogue, ToolCatalogue
 from domain.context import current_actor
 from domain.errors import NotFoundError
@@ -51,13 +52,10 @@ class CrewDrafts:
 
     async def saved_crew(self, crew_id: str | UUID) -> dict[str, Any]:
         """The caller's group's crew; a malformed id or another group's crew is ``NotFoundError``."""
-        try:
-            crew_uuid = crew_id if isinstance(crew_id, UUID) else UUID(crew_id)
-        except ValueError:
-            raise NotFoundError(f"crew {crew_id} not found") from None
-        crew = await self.crews.get(current_actor().group_id, crew_uuid)
+        crew_uuid = parse_id(crew_id)
+        crew = None if crew_uuid is None else await self.crews.get(current_actor().group_id, crew_uuid)
         if crew is None:
-            raise NotFoundError(f"crew {crew_uuid} not found")
+            raise NotFoundError(f"crew {crew_id} not found")
         return crew
 
     async def check(self, request: DraftRequest, crew_id: UUID | None = None) -> CrewReport:
@@ -104,8 +102,6 @@ class CrewDrafts:
         group = current_actor().group_id
         documents: dict[str, dict[str, Any] | None] = {}
         for raw in ids:
-            try:
-                documents[str(raw)] = await view.get(group, UUID(str(raw)))
-            except ValueError:
-                documents[str(raw)] = None
+            document_id = parse_id(raw)
+            documents[str(raw)] = None if document_id is None else await view.get(group, document_id)
         return documents

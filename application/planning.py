@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from uuid import UUID
 
 from msgspec import UNSET
 
 from application.crew_config import missing_inputs
 from application.crew_drafts import CrewDrafts, DraftRequest
+from application.ids import parse_id
 from application.ports import DocumentLookup
 from domain.context import current_actor
-from domain.errors import InvalidError
+from domain.errors import InvalidError, NotFoundError
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +116,14 @@ class Planner:
 
     async def _crew_exists(self, crew_id: str) -> bool:
         try:
-            crew_uuid = UUID(crew_id)
-        except ValueError:
+            await self.drafts.saved_crew(crew_id)
+        except NotFoundError:
             return False
-        return await self.drafts.crews.get(current_actor().group_id, crew_uuid) is not None
+        return True
 
     async def _require_schedule(self, schedule_id: str) -> None:
-        try:
-            found = await self.schedules.get(current_actor().group_id, UUID(schedule_id))
-        except ValueError:
-            found = None
+        found_id = parse_id(schedule_id)
+        found = None if found_id is None else await self.schedules.get(current_actor().group_id, found_id)
         if found is None:
             raise InvalidError(f"Unknown schedule: {schedule_id!r}",
                                errors=[("schedule_id", "no such schedule in this group")])
@@ -135,8 +133,6 @@ class Planner:
         task_ids = crew.get("task_ids") or []
         if not task_ids or crew.get("tasks_yaml") is not None:
             return None
-        try:
-            task = await self.tasks.get(current_actor().group_id, UUID(str(task_ids[0])))
-        except ValueError:
-            return None
+        task_id = parse_id(task_ids[0])
+        task = None if task_id is None else await self.tasks.get(current_actor().group_id, task_id)
         return str(task["name"]) if task and task.get("name") else None

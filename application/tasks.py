@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from application.documents import DocumentService
+from application.ids import parse_id
 from application.ports import AgentDirectory
 from application.store import KasalStore
 from domain.agent import Agent
@@ -66,8 +67,4 @@ class TaskService(DocumentService[Task]):
 
 
 def _is_id(reference: Any) -> bool:
-    try:
-        UUID(str(reference))
-    except ValueError:
-        return False
-    return True
+    return parse_id(reference) is not None

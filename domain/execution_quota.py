@@ -20,8 +20,6 @@ from domain.errors import ConflictError
 class QuotaFullError(ConflictError):
     """Every place is held; ``holders`` are the executions holding them, oldest first."""
 
-    type = "busy"
-
     def __init__(self, holders: list[UUID]) -> None:
         super().__init__("Cannot start new job: the group's executions are at their limit")
         self.holders = holders

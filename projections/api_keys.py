@@ -7,7 +7,6 @@ store's service decrypts it.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 from uuid import UUID
 
@@ -25,14 +24,12 @@ class ApiKeyProjection(DocumentProjection):
     Built with ``ApiKeyProjection.for_aggregate(ApiKey, TABLE)`` like every document table.
     """
 
-    def prepare_event(self, event: Any) -> Any:
-        for attr in ("fields", "changes"):
-            data = getattr(event, attr, None)
-            if isinstance(data, dict) and SECRET_FIELD in data:
-                redacted = {k: v for k, v in data.items() if k != SECRET_FIELD}
-                redacted["is_set"] = bool(data[SECRET_FIELD])
-                event = dataclasses.replace(event, **{attr: redacted})
-        return event
+    def shown_fields(self, data: dict[str, Any]) -> dict[str, Any]:
+        if SECRET_FIELD not in data:
+            return data
+        redacted = {k: v for k, v in data.items() if k != SECRET_FIELD}
+        redacted["is_set"] = bool(data[SECRET_FIELD])
+        return redacted
 
 
 class ApiKeyView(DocumentView):

@@ -12,6 +12,7 @@ Python (``{**doc, **changes}``), because ``||`` exists only for ``jsonb``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any, ClassVar
 from uuid import UUID
@@ -20,10 +21,10 @@ import msgspec
 import psycopg
 from psycopg import Cursor
 from psycopg.rows import dict_row
-from psycopg.types.json import Json, Jsonb
+from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
 
-from domain.base import Document, event_classes
+from domain.base import Document, topics_of
 from projections.base import LogRows, Projection
 
 
@@ -62,11 +63,21 @@ class DocumentProjection(Projection):
         return projection
 
     def topics(self) -> frozenset[str]:
-        return frozenset(c.TOPIC for c in event_classes(self.aggregate).values() if "TOPIC" in c.__dict__)
+        return topics_of(self.aggregate)
 
     def prepare_event(self, event: Any) -> Any:
-        """Hook: the event as this read model should see it (e.g. with secrets removed)."""
+        """The event as this read model should see it: its ``fields``/``changes`` as ``shown_fields`` has them."""
+        for attr in ("fields", "changes"):
+            data = getattr(event, attr, None)
+            if isinstance(data, dict):
+                shown = self.shown_fields(data)
+                if shown is not data:
+                    event = dataclasses.replace(event, **{attr: shown})
         return event
+
+    def shown_fields(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Hook: the fields a row may hold (e.g. with secrets removed); ``data`` itself when unchanged."""
+        return data
 
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         self.apply_page(cur, [(event, position)])
@@ -278,14 +289,9 @@ class DocumentView:
             rows = await cur.fetchall()
         return [self.to_resource(r) for r in rows]
 
-    async def list(
-        self, group_id: str, *, limit: int, offset: int, contains: dict[str, Any] | None = None
-    ) -> Page:
+    async def list(self, group_id: str, *, limit: int, offset: int) -> Page:
         where = "group_id = %s"
         params: list[Any] = [group_id]
-        if contains:
-            where += " AND doc::jsonb @> %s"
-            params.append(Jsonb(contains))
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             # The page walks the (group_id, created_at, id) index and stops at
             # LIMIT; counting separately keeps a window count from sorting the group.

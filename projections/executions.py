@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json, Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from domain.base import event_classes
+from domain.base import topics_of
 from domain.execution import TERMINAL, UNFINISHED, Execution, ExecutionStatus, timeline_entry
 from domain.execution_progress import empty_usage
 from projections.base import Projection
@@ -71,7 +71,7 @@ CREATE INDEX IF NOT EXISTS {TABLE}_unfinished ON {TABLE} (requested_position)
 
 
 def execution_topics() -> frozenset[str]:
-    return frozenset(c.TOPIC for c in event_classes(Execution).values() if "TOPIC" in c.__dict__)
+    return topics_of(Execution)
 
 
 class ExecutionsProjection(Projection):

@@ -10,7 +10,6 @@ delay a fire by one tick, never cause a second one.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -35,17 +34,15 @@ class SchedulesProjection(DocumentProjection):
     CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (next_run_at) WHERE next_run_at IS NOT NULL;
     """
 
-    def prepare_event(self, event: Any) -> Any:
+    def shown_fields(self, data: dict[str, Any]) -> dict[str, Any]:
         """Rows never hold the sealed inputs, nor a secret input of a schedule written before
         secrets were sealed (a rebuild redacts those)."""
-        for attr in ("fields", "changes"):
-            data = getattr(event, attr, None)
-            if isinstance(data, dict) and (SEALED_INPUTS in data or isinstance(data.get("inputs"), dict)):
-                shown = {k: v for k, v in data.items() if k != SEALED_INPUTS}
-                if isinstance(shown.get("inputs"), dict):
-                    shown["inputs"] = redact(shown["inputs"])[0]
-                event = dataclasses.replace(event, **{attr: shown})
-        return event
+        if SEALED_INPUTS not in data and not isinstance(data.get("inputs"), dict):
+            return data
+        shown = {k: v for k, v in data.items() if k != SEALED_INPUTS}
+        if isinstance(shown.get("inputs"), dict):
+            shown["inputs"] = redact(shown["inputs"])[0]
+        return shown
 
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         super().apply(cur, event, position)

@@ -41,9 +41,7 @@ class TemplateView(DocumentView):
     def visible(self, row: dict[str, Any], group_id: str) -> bool:
         return row["group_id"] in (group_id, SYSTEM_GROUP)
 
-    async def list(
-        self, group_id: str, *, limit: int, offset: int, contains: dict[str, Any] | None = None
-    ) -> Page:
+    async def list(self, group_id: str, *, limit: int, offset: int) -> Page:
         params = {"group": group_id, "limit": limit, "offset": offset}
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(f"SELECT count(*) AS total FROM {TABLE} t WHERE {_VISIBLE}", params)

@@ -165,17 +165,22 @@ class FlakyDatabaseExecutions:
         return self._end("fail", *args)
 
 
-async def test_a_run_whose_end_cannot_be_recorded_at_first_still_ends_once_the_database_answers(settings) -> None:
-    kasal = wire(settings)  # runs no runner of its own: this test starts one over a flaky database
-    executions = FlakyDatabaseExecutions(kasal.services.executions, failures=3)
+async def run_one_over(kasal: Any, executions: Any) -> Execution:
+    """Start ``kasal`` with a runner over ``executions``, run one crew and return it once it has ended."""
     async with kasal.running():
         runner = runner_over(kasal, executions)
         await runner.start()
         try:
             execution_id = await request_run(kasal)
-            done = await logged_status(kasal, execution_id, lambda e: e.status.value in TERMINAL)
+            return await logged_status(kasal, execution_id, lambda e: e.status.value in TERMINAL)
         finally:
             await runner.stop()
+
+
+async def test_a_run_whose_end_cannot_be_recorded_at_first_still_ends_once_the_database_answers(settings) -> None:
+    kasal = wire(settings)  # runs no runner of its own: this test starts one over a flaky database
+    executions = FlakyDatabaseExecutions(kasal.services.executions, failures=3)
+    done = await run_one_over(kasal, executions)
     assert done.status.value == "COMPLETED"
     assert executions.failures == 0
 
@@ -244,14 +249,7 @@ class BrokenResultExecutions:
 async def test_a_result_that_cannot_be_recorded_ends_the_run_failed_after_one_try(settings) -> None:
     kasal = wire(settings)  # runs no runner of its own: this test starts one whose results break
     executions = BrokenResultExecutions(kasal.services.executions)
-    async with kasal.running():
-        runner = runner_over(kasal, executions)
-        await runner.start()
-        try:
-            execution_id = await request_run(kasal)
-            done = await logged_status(kasal, execution_id, lambda e: e.status.value in TERMINAL)
-        finally:
-            await runner.stop()
+    done = await run_one_over(kasal, executions)
     assert done.status.value == "FAILED"
     assert "TypeError: Object of type Widget is not JSON serializable" in str(done.error)
     assert executions.completions == 1
