@@ -66,6 +66,10 @@ class ApiKeyService:
     def delete(self, key_id: UUID, expected_version: ExpectedVersions | None = None) -> Written:
         return self.documents.delete(key_id, expected_version)
 
+    def restore(self, key_id: UUID, version: int, expected_version: ExpectedVersions | None = None) -> Written:
+        """Bring back an earlier version, its encrypted key included (bound to this key's id, it still opens)."""
+        return self.documents.restore(key_id, version, expected_version)
+
     def credentials(self, group_id: str, key_ids: Iterable[UUID]) -> dict[str, str]:
         """Plaintexts of the group's keys by key name and by service.
 

@@ -68,15 +68,24 @@ class DocumentService(Generic[D]):
         return self.cls.KIND
 
     def create(self, fields: dict[str, Any], *, id: UUID | None = None) -> Written:
-        group_id = current_actor().group_id
-
         def attempt() -> Written:
-            document = self.cls.new(group_id, self.checked(fields), id=id)
-            index = self._reserve(document.name, document.id) if self.unique_names else None
+            document, index = self.draft(fields, id=id)
             position = self.store.record(document, index)
             return Written(document.id, document.version, position)
 
         return retry_on_conflict(attempt, attempts=2)
+
+    def draft(
+        self, fields: dict[str, Any], *, id: UUID | None = None, trusted: bool = False,
+    ) -> tuple[D, NameIndex | None]:
+        """A new document of the caller's group and its name reservation, not yet saved.
+
+        ``trusted`` fields are not checked against the store: the caller made
+        what they refer to itself, in the same save (a generated crew's agents).
+        """
+        document = self.cls.new(current_actor().group_id, fields if trusted else self.checked(fields), id=id)
+        index = self._reserve(document.name, document.id) if self.unique_names else None
+        return document, index
 
     def get(self, document_id: UUID) -> D:
         return self.store.load(self.cls, document_id, kind=self.kind)
@@ -100,6 +109,53 @@ class DocumentService(Generic[D]):
             return Written(document.id, document.version, position)
 
         return retry_on_conflict(attempt)
+
+    def restore(
+        self, document_id: UUID, version: int, expected_version: ExpectedVersions | None = None
+    ) -> Written:
+        """Make version ``version``'s fields current again, as a new version; undeletes a deleted document.
+
+        A name taken since by another document is a 409; restoring what is
+        already current records nothing.
+        """
+
+        def attempt() -> Written:
+            document = self.load_any(document_id)
+            if expected_version is not None:
+                expected_version.check(self.kind, document_id, document.version)
+            past = self.past(document, version)
+            old_name, was_deleted = document.name, document.deleted
+            if not document.restore(self.restored_fields(document, past.fields), from_version=version):
+                return Written(document.id, document.version, None)
+            indexes: list[NameIndex | None] = []
+            if self.unique_names and (was_deleted or normalise_name(document.name) != normalise_name(old_name)):
+                indexes.append(self._reserve(document.name, document.id))
+                if not was_deleted:
+                    indexes.append(self._release(old_name, document.id))
+            position = self.store.record(document, *indexes)
+            return Written(document.id, document.version, position)
+
+        return retry_on_conflict(attempt)
+
+    def restored_fields(self, document: D, fields: dict[str, Any]) -> dict[str, Any]:
+        """Hook: what restoring ``fields`` (an earlier version's) onto ``document`` records."""
+        return fields
+
+    def past(self, document: D, version: int) -> D:
+        """``document`` as it was at ``version``: 404 beyond its last version or where it was deleted."""
+        if not 1 <= version <= document.version:
+            raise NotFoundError(f"{self.kind} {document.id} has no version {version}")
+        past: D = self.store.repository.get(document.id, version=version)
+        if past.deleted:
+            raise NotFoundError(f"{self.kind} {document.id} was deleted at version {version}")
+        return past
+
+    def load_any(self, document_id: UUID) -> D:
+        """The caller's group's document of this kind, deleted or not (404 otherwise)."""
+        document = self.store.find(document_id)
+        if not isinstance(document, self.cls) or document.group_id != current_actor().group_id:
+            raise NotFoundError(f"{self.kind} {document_id} not found")
+        return document
 
     def cascade_delete(self, document: D) -> list[Any]:
         """Aggregates changed as a consequence of deleting ``document`` (saved atomically)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
@@ -24,11 +25,15 @@ import msgspec
 from application import offline_generation
 from application.agents import AgentService
 from application.crews import CrewService
-from application.documents import Written
 from application.lenient_json import LenientJsonError, extract_object
 from application.ports import ModelClient, ModelProviderError
+from application.store import retry_on_conflict
 from application.tasks import TaskService
+from domain.agent import Agent
+from domain.crew import Crew
 from domain.errors import ConflictError
+from domain.name_index import NameIndex
+from domain.task import Task
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
@@ -260,30 +265,37 @@ class CrewSaver:
         self.crews = crews
 
     def save(self, crew: GeneratedCrew, *, name: str, description: str, model: str) -> SavedCrew:
-        """Agents first, then tasks (pointing at them by id), then the crew that lists both.
+        """Agents, tasks (pointing at them by id) and the crew that lists both, in one save.
 
-        The crew comes last so it never lists what does not exist; its name is
-        made unique (``Name (2)``) rather than failing after the rest is saved.
+        One save, so the crew never lists what does not exist and a request's
+        idempotency key covers all of it; the crew's name is made unique
+        (``Name (2)``) rather than failing.
         """
-        agent_ids: dict[str, str] = {}
-        for agent in crew.agents:
-            written = self.agents.create({**msgspec.to_builtins(agent), "llm": model})
-            agent_ids[agent.name] = str(written.id)
-        task_ids: dict[str, str] = {}
-        for task in crew.tasks:
-            fields = msgspec.to_builtins(task)
-            fields.update(agent_id=agent_ids[task.agent], context=[task_ids[c] for c in task.context])
-            task_ids[task.name] = str(self.tasks.create(fields).id)
-        crew_fields = {"description": description, "model": model, "process": "sequential",
-                       "agent_ids": list(agent_ids.values()), "task_ids": list(task_ids.values())}
-        written = self._create_crew(name, crew_fields)
-        return SavedCrew(str(written.id), list(agent_ids.values()), list(task_ids.values()), written.position)
+        return retry_on_conflict(partial(self._save, crew, name, description, model), attempts=3)
 
-    def _create_crew(self, name: str, fields: dict[str, Any]) -> Written:
+    def _save(self, crew: GeneratedCrew, name: str, description: str, model: str) -> SavedCrew:
+        agents: dict[str, Agent] = {}
+        for generated in crew.agents:
+            agents[generated.name], _ = self.agents.draft({**msgspec.to_builtins(generated), "llm": model})
+        tasks: dict[str, Task] = {}
+        for generated_task in crew.tasks:
+            fields = msgspec.to_builtins(generated_task)
+            fields.update(agent_id=str(agents[generated_task.agent].id), agent=generated_task.agent,
+                          context=[str(tasks[c].id) for c in generated_task.context])
+            tasks[generated_task.name], _ = self.tasks.draft(fields, trusted=True)
+        agent_ids = [str(a.id) for a in agents.values()]
+        task_ids = [str(t.id) for t in tasks.values()]
+        crew_fields = {"description": description, "model": model, "process": "sequential",
+                       "agent_ids": agent_ids, "task_ids": task_ids}
+        saved, index = self._draft_crew(name, crew_fields)
+        position = self.crews.store.record(saved, index, *agents.values(), *tasks.values())
+        return SavedCrew(str(saved.id), agent_ids, task_ids, position)
+
+    def _draft_crew(self, name: str, fields: dict[str, Any]) -> tuple[Crew, NameIndex | None]:
         for n in range(1, 100):
             candidate = name if n == 1 else f"{name[:190]} ({n})"
             try:
-                return self.crews.create({**fields, "name": candidate})
+                return self.crews.draft({**fields, "name": candidate}, trusted=True)
             except ConflictError:
                 continue
         raise ConflictError(f"Too many crews are named '{name}'; send another name",

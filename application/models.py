@@ -13,7 +13,7 @@ from uuid import UUID
 
 from application.documents import DocumentService, ExpectedVersions, Written
 from application.store import KasalStore, retry_on_conflict
-from application.tools import Decide, override_builtin
+from application.tools import Decide, override_builtin, restore_setting
 from domain.context import current_actor
 from domain.errors import ConflictError, NotFoundError
 from domain.model_config import ModelConfig, ModelSetting, builtin_model_id, effective_model, model_setting_id
@@ -71,6 +71,31 @@ class ModelsService:
         if builtin is not None:
             builtin.check_removable()
         return self.documents.delete(self.own_model_id(key), expected_version)
+
+    def restore(self, model_id: UUID, version: int, expected_version: ExpectedVersions | None = None) -> Written:
+        """Bring back version ``version`` as the group saw it: for a built-in, the group's setting then."""
+        found = self.store.find(model_id)
+        if isinstance(found, ModelConfig) and found.builtin and not found.deleted:
+            group_id = current_actor().group_id
+            return restore_setting(self.store, found, model_setting_id(group_id, model_id), version, expected_version)
+        past = self.documents.past(self.documents.load_any(model_id), version)
+        self._refuse_builtin_key(past.fields.get("key"))
+        return self.documents.restore(model_id, version, expected_version)
+
+    def id_for_key(self, key: str) -> UUID:
+        """The id of the model a key names for the caller's group: a built-in, the group's model holding
+        the key, or the one that held it last (a deleted model keeps its history)."""
+        builtin = self.builtin(key)
+        if builtin is not None:
+            return builtin.id
+        index = self.store.find(NameIndex.id_for(ModelConfig.KIND, current_actor().group_id, key))
+        if isinstance(index, NameIndex):
+            if index.holder is not None:
+                return index.holder
+            holders = [e.holder for e in self.store.history(index.id) if getattr(e, "holder", None) is not None]
+            if holders:
+                return UUID(str(holders[-1]))
+        raise NotFoundError(f"Model with key {key} not found")
 
     def builtin(self, key: str) -> ModelConfig | None:
         found = self.store.find(builtin_model_id(key))

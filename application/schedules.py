@@ -46,7 +46,7 @@ from application.store import KasalStore, retry_on_conflict
 from domain.context import Actor, acting_as, current_actor
 from domain.errors import ConflictError, DomainError, InvalidError
 from domain.redaction import REDACTED, SECRET_NAME, check_nesting, redact
-from domain.schedule import SCHEDULER_ACTOR, SEALED_INPUTS, Schedule
+from domain.schedule import SCHEDULER_ACTOR, SEALED_INPUTS, STATE_DEFAULTS, STATE_FIELDS, Schedule
 
 log = logging.getLogger("kasal.scheduler")
 
@@ -207,6 +207,21 @@ class ScheduleService(DocumentService[Schedule]):
             document_id, lambda s: s.change(self._sealed_for(s, self.timed(s.fields, {"enabled": not s.enabled}))),
             expected_version,
         )
+
+    def restored_fields(self, schedule: Schedule, fields: dict[str, Any]) -> dict[str, Any]:
+        """An earlier definition (its sealed inputs as they were) with what firing recorded kept.
+
+        The next run is counted afresh when the timing differs from now's, and
+        from now for a schedule brought back from deletion, as for a new one.
+        The crew must be able to run, as for any write of the definition.
+        """
+        definition = {k: v for k, v in fields.items() if k not in STATE_FIELDS}
+        state = {k: schedule.fields.get(k, default) for k, default in STATE_DEFAULTS.items()}
+        if schedule.deleted:
+            state["next_run_at"] = None
+        restored = self.timed(None if schedule.deleted else schedule.fields, {**state, **definition}, replace=True)
+        self.crews.check(restored)
+        return restored
 
     def sealed(
         self, group_id: str, schedule_id: UUID, stored: Mapping[str, Any] | None, sent: dict[str, Any],

@@ -17,6 +17,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Mapper
 
+from application.idempotency import claimed, key_to_save
 from domain.base import KasalAggregate
 from domain.context import current_actor
 from domain.errors import ConflictError, NotFoundError
@@ -61,8 +62,15 @@ class KasalStore(Application[UUID]):
         self._listeners.append(listener)
 
     def record(self, *aggregates: KasalAggregate | None) -> int | None:
-        """Save and return the log position of the last event (None if nothing new)."""
-        recordings = self.save(*aggregates)
+        """Save and return the log position of the last event (None if nothing new).
+
+        A request that carries an idempotency key claims it in its first save
+        that writes anything (``application.idempotency``).
+        """
+        claiming = key_to_save(aggregates, self.find)
+        recordings = self.save(*aggregates, claiming[1] if claiming else None)
+        if claiming:
+            claimed(*claiming)
         if not recordings:
             return None
         position = recordings[-1].notification.id

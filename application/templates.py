@@ -170,6 +170,16 @@ class TemplateService:
             )
         return self.documents.delete(template_id, expected_version)
 
+    def restore(
+        self, template_id: UUID, version: int, expected_version: ExpectedVersions | None = None
+    ) -> Written:
+        """Bring back an earlier version of a group's template; built-ins change only with a release."""
+        if self._builtin(template_id) is not None:
+            raise ForbiddenError(
+                "Built-in templates cannot be restored; edit it to give your group its own version"
+            )
+        return self.documents.restore(template_id, version, expected_version)
+
     def seed_builtins(self) -> int | None:
         """Create missing built-ins; the log position of the last one created (None: nothing new)."""
         position = None

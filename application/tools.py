@@ -15,7 +15,7 @@ from application.documents import DocumentService, ExpectedVersions, Written
 from application.store import KasalStore, retry_on_conflict
 from domain.base import Document
 from domain.context import current_actor
-from domain.errors import ConflictError
+from domain.errors import ConflictError, NotFoundError
 from domain.tool import Tool, ToolSetting, builtin_tool_id, effective_tool, tool_setting_id
 
 Decide = Callable[[dict[str, Any]], dict[str, Any]]
@@ -53,6 +53,60 @@ def override_builtin(
         return Written(builtin.id, builtin.version + setting.version, position)
 
     return retry_on_conflict(attempt, attempts=5)
+
+
+def restore_setting(
+    store: KasalStore, builtin: Document, setting_id: UUID, version: int, expected_version: ExpectedVersions | None,
+) -> Written:
+    """Restore a group's view of a built-in entry at ``version``: its setting as it was then.
+
+    A version of a built-in, as the group sees it, is one event of the entry
+    or of the group's setting (``catalogue_versions``); the shared entry is
+    never the group's to change, so only the setting comes back.
+    """
+
+    def attempt() -> Written:
+        setting = store.find(setting_id)
+        setting_events = store.history(setting_id) if setting is not None else []
+        current = builtin.version + (setting.version if setting is not None else 0)
+        if expected_version is not None:
+            expected_version.check(builtin.KIND, builtin.id, current)
+        if not 1 <= version <= current:
+            raise NotFoundError(f"{builtin.KIND} {builtin.id} has no version {version}")
+        if setting is None:
+            return Written(builtin.id, current, None)  # never changed by this group: every version is this one
+        _, setting_version = catalogue_versions(store.history(builtin.id), setting_events)[version - 1]
+        wanted = {k: v for k, v in setting.fields.items() if k in _LINKS}
+        if setting_version:
+            wanted = dict(store.repository.get(setting_id, version=setting_version).fields)
+        if not setting.restore(wanted, from_version=version):
+            return Written(builtin.id, current, None)
+        position = store.record(setting)
+        return Written(builtin.id, builtin.version + setting.version, position)
+
+    return retry_on_conflict(attempt, attempts=5)
+
+
+_LINKS = frozenset({"tool_id", "model_id"})
+"""The field naming the entry a setting belongs to: all a setting holds before the group's first choice."""
+
+
+def catalogue_versions(entry_events: list[Any], setting_events: list[Any]) -> list[tuple[int, int]]:
+    """``(entry version, setting version)`` after each version a group sees of a catalogue entry.
+
+    Both aggregates' events in the order they happened (on equal timestamps the
+    entry's first), so version ``n`` is the ``n``-th of them.
+    """
+    versions: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(entry_events) or j < len(setting_events):
+        if j >= len(setting_events) or (i < len(entry_events)
+                                        and entry_events[i].timestamp <= setting_events[j].timestamp):
+            i += 1
+        else:
+            j += 1
+        versions.append((i, j))
+    return versions
 
 
 class ToolsService:
@@ -99,6 +153,15 @@ class ToolsService:
         if builtin is not None:
             builtin.check_removable()
         return self.documents.delete(tool_id, expected_version)
+
+    def restore(self, tool_id: UUID, version: int, expected_version: ExpectedVersions | None = None) -> Written:
+        """Bring back version ``version`` as the group saw it: for a built-in, the group's setting then."""
+        builtin = self.builtin(tool_id)
+        if builtin is None:
+            self._refuse_builtin_name(self.documents.past(self.documents.load_any(tool_id), version).name)
+            return self.documents.restore(tool_id, version, expected_version)
+        group_id = current_actor().group_id
+        return restore_setting(self.store, builtin, tool_setting_id(group_id, tool_id), version, expected_version)
 
     def builtin(self, tool_id: UUID) -> Tool | None:
         """The built-in tool with this id, if it is one (built-ins are visible to every group)."""

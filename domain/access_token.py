@@ -14,7 +14,9 @@ import secrets
 from domain.base import KasalAggregate, event, stable_topics
 from domain.errors import InvalidError, NotFoundError
 
-ROLES = ("operator", "editor", "admin")
+ROLES = ("auditor", "operator", "editor", "admin")
+"""Lowest first: each role may do what the ones before it may. An auditor reads only the
+audit log, versions and usage; an operator also reads everything and runs crews."""
 TOKEN_PREFIX = "kasal_"
 HINT_LENGTH = len(TOKEN_PREFIX) + 4
 MAX_NAME_LENGTH = 200

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
@@ -105,10 +106,11 @@ class Document(KasalAggregate):
     class Created(KasalAggregate.Created):
         fields: dict[str, Any]
 
-    def __init__(self, group_id: str, fields: dict[str, Any]) -> None:
+    def __init__(self, group_id: str, fields: dict[str, Any], actor: str = "") -> None:
         self.group_id = group_id
         self.fields = dict(fields)
         self.deleted = False
+        self.created_by = actor
 
     KIND = "resource"
 
@@ -153,6 +155,24 @@ class Document(KasalAggregate):
         self.check_alive()
         self.trigger_event(type(self).Deleted)
 
+    def restore(self, fields: dict[str, Any], *, from_version: int) -> bool:
+        """Make an earlier version's fields current again, undeleting the document if need be.
+
+        ``fields`` are what the document held at ``from_version``; they are
+        checked against today's rules. Nothing is recorded (False) when the
+        document is alive and already holds exactly them. The event carries
+        when and by whom the document was created, so a read model that
+        dropped the row on deletion can put it back whole.
+        """
+        fresh = self.prepare(dict(fields))
+        if not self.deleted and same_value(self.fields, fresh):
+            return False
+        self.trigger_event(
+            type(self).Restored, fields=fresh, from_version=from_version,
+            created_at=self.created_on, created_by=self.created_by,
+        )
+        return True
+
     def _update(self, changes: dict[str, Any]) -> None:
         self.trigger_event(type(self).Updated, changes=changes)
 
@@ -178,6 +198,18 @@ class Document(KasalAggregate):
     class Deleted(KasalAggregate.Event):
         def apply(self, aggregate: Any) -> None:
             aggregate.deleted = True
+
+    class Restored(KasalAggregate.Event):
+        """The fields of version ``from_version`` made current again (alive, if it was deleted)."""
+
+        fields: dict[str, Any]
+        from_version: int
+        created_at: datetime
+        created_by: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.fields = dict(self.fields)
+            aggregate.deleted = False
 
 
 _MISSING = object()

@@ -20,6 +20,7 @@ from interface.http.api_keys import ApiKeyController
 from interface.http.crews import CrewController
 from interface.http.docs import ApiDocs
 from interface.http.errors import EXCEPTION_HANDLERS
+from interface.http.events import EventController
 from interface.http.execution_history import ExecutionHistoryController
 from interface.http.execution_logs import (
     ExecutionLogController,
@@ -33,6 +34,7 @@ from interface.http.execution_trace import ExecutionTraceController, kasal_trace
 from interface.http.executions import ExecutionController
 from interface.http.generation import GenerationController
 from interface.http.health import health
+from interface.http.idempotency import idempotent_writes
 from interface.http.input_rules import refuse_unsafe_input
 from interface.http.middleware import request_context, role_guard
 from interface.http.models import ModelController
@@ -42,6 +44,8 @@ from interface.http.tasks import TaskController
 from interface.http.templates import TemplateController
 from interface.http.tokens import TokenController
 from interface.http.tools import ToolController
+from interface.http.usage import UsageController
+from interface.http.versions import VERSION_CONTROLLERS
 from interface.settings import quiet_libraries
 from interface.wiring import Kasal
 
@@ -69,6 +73,9 @@ ROUTE_HANDLERS: list[Any] = [
     SchedulerController,
     ScheduleAliasController,
     GenerationController,
+    EventController,
+    UsageController,
+    *VERSION_CONTROLLERS,
 ]
 
 
@@ -96,7 +103,8 @@ def create_app(kasal: Kasal, *, route_handlers: Sequence[Any] = ROUTE_HANDLERS) 
         route_handlers=[*route_handlers, *(docs.handlers() if openapi else [])],
         dependencies={"kasal": Provide(lambda: kasal, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_context(kasal.authenticator, kasal.projector, settings.read_your_writes_timeout)],
+        middleware=[request_context(kasal.authenticator, kasal.projector, settings.read_your_writes_timeout),
+                    idempotent_writes(kasal)],
         guards=[role_guard],
         lifespan=[lifespan],
         openapi_config=openapi,

@@ -1,4 +1,4 @@
-"""The ``kasal`` command: serve, worker, projections, tokens."""
+"""The ``kasal`` command: serve, worker, projections, tokens, events."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
 
+from interface.cli_events import add_events_parser, run_events
 from interface.cli_tokens import add_tokens_parser, run_tokens
 from interface.settings import Settings, quiet_libraries
 
@@ -170,6 +171,14 @@ def parser() -> argparse.ArgumentParser:
 
 PARSER_EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 PARSER_EXTENSIONS.append(add_tokens_parser)
+PARSER_EXTENSIONS.append(add_events_parser)
+
+
+@command("events")
+def events(args: argparse.Namespace, settings: Settings) -> int:
+    """``kasal events export``: the audit log as JSON lines, while the service runs or not."""
+    with database(settings) as ready:
+        return run_events(args, ready)
 
 
 @command("tokens")

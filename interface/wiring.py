@@ -67,6 +67,7 @@ from interface.settings import Settings
 from projections.access_tokens import AccessTokenProjection, AccessTokenView
 from projections.api_keys import TABLE as API_KEYS_TABLE
 from projections.api_keys import ApiKeyProjection, ApiKeyView
+from projections.audit import AuditProjection, AuditView
 from projections.catalogue import ModelCatalogueView, ToolCatalogueView
 from projections.documents import DocumentProjection, DocumentView
 from projections.engine import Projector
@@ -76,6 +77,7 @@ from projections.executions import ExecutionIndexQueries, ExecutionsProjection, 
 from projections.references import ReferenceQueries
 from projections.schedules import NextRunQuery, ScheduleIndexQueries, SchedulesProjection
 from projections.templates import TemplateView
+from projections.usage import UsageProjection, UsageView
 
 log = logging.getLogger("kasal")
 T = TypeVar("T")
@@ -102,6 +104,8 @@ class Views:
     execution_logs: ExecutionLogView
     execution_trace: ExecutionTraceView
     contents: ContentView
+    audit: AuditView
+    usage: UsageView
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,8 @@ class Kasal:
     crew_runtime: CrewRuntimePort
     key_source: str
     log_heartbeat_s: float
+    clock: Clock
+    secret_box: SecretBox
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -269,6 +275,8 @@ def read_models() -> list[Any]:
         ExecutionLogsProjection(),
         ExecutionTraceProjection(),
         SchedulesProjection(),
+        AuditProjection(),
+        UsageProjection(),
     ]
 
 
@@ -311,7 +319,7 @@ def wire(
         api_keys=ApiKeyView(pool), templates=TemplateView(pool, "rm_templates"), tokens=AccessTokenView(pool),
         schedules=DocumentView(pool, "rm_schedules"), next_run=NextRunQuery(pool), executions=ExecutionView(pool),
         execution_logs=ExecutionLogView(pool), execution_trace=ExecutionTraceView(pool),
-        contents=ContentView(pool),
+        contents=ContentView(pool), audit=AuditView(pool, store.mapper), usage=UsageView(pool),
     )
     content = PostgresContentStore(sync_pool)
     references = ReferenceQueries(sync_pool)
@@ -355,5 +363,5 @@ def wire(
         views=views, services=services, authenticator=authenticator or authenticator_for(settings, token_lookup),
         token_lookup=token_lookup, cancellations=cancellations, registry=registry, runner=runner,
         scheduler=SchedulerLoop(scheduler, views.next_run, clock, scheduler_planner), crew_runtime=crew_runtime,
-        key_source=key_source, log_heartbeat_s=log_heartbeat_s,
+        key_source=key_source, log_heartbeat_s=log_heartbeat_s, clock=clock, secret_box=secret_box,
     )

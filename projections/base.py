@@ -30,6 +30,14 @@ class Projection:
         """Stored-event topics this projection folds; others are never decoded for it."""
         raise NotImplementedError
 
+    def folds(self) -> Callable[[str], bool]:
+        """The test the projector puts each stored event's topic to: membership in ``topics()``.
+
+        A read model of the whole log (the audit index) overrides it with a rule,
+        so topics added later reach it without anyone listing them.
+        """
+        return self.topics().__contains__
+
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         raise NotImplementedError
 

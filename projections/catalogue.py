@@ -104,7 +104,11 @@ class CatalogueView:
         entry = rows(self.table, item_id)
         if entry is None or entry["group_id"] not in (group, BUILTIN_GROUP):
             return None
-        setting = rows(self.settings_table, self.setting_id(group, item_id)) or {}
+        return self.combined(entry, rows(self.settings_table, self.setting_id(group, item_id)))
+
+    def combined(self, entry: dict[str, Any], setting: dict[str, Any] | None) -> dict[str, Any]:
+        """An entry's row with the group's setting row laid over it, as ``get`` answers them joined."""
+        setting = setting or {}
         return self.to_resource({
             **entry, "setting": setting.get("doc"), "setting_version": setting.get("version"),
             "setting_updated_at": setting.get("updated_at"), "setting_updated_by": setting.get("updated_by"),

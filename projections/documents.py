@@ -13,7 +13,7 @@ Python (``{**doc, **changes}``), because ``||`` exists only for ``jsonb``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -85,6 +85,10 @@ class DocumentProjection(Projection):
     def row_of(self, events: list[Any]) -> dict[str, Any] | None:
         return document_row((self.prepare_event(event) for event in events), self.aggregate)
 
+    def rows_of(self, events: Iterable[Any]) -> Iterator[dict[str, Any] | None]:
+        """``row_of`` of each prefix of ``events``, in one pass (a document's version history)."""
+        return document_rows((self.prepare_event(event) for event in events), self.aggregate)
+
     def apply_page(self, cur: Cursor[Any], items: list[tuple[Any, int]]) -> None:
         """Fold the page per document in memory, then write each touched row once.
 
@@ -98,7 +102,7 @@ class DocumentProjection(Projection):
             key = (event.group_id, event.originator_id)
             fold = folded.setdefault(key, _Fold())
             fold.add(event, position, self.aggregate)
-        inserts, replaces, touches, deletes = [], [], [], []
+        inserts, upserts, replaces, touches, deletes = [], [], [], [], []
         patched: list[tuple[str, Any, _Fold]] = []
         for (group_id, doc_id), fold in folded.items():
             if fold.deleted:
@@ -107,6 +111,9 @@ class DocumentProjection(Projection):
                 continue
             if fold.created:
                 inserts.append((group_id, doc_id, fold.doc.get("name"), _json(fold.doc), fold.version,
+                                fold.created_at, fold.updated_at, fold.created_by, fold.updated_by, fold.position))
+            elif fold.restored:
+                upserts.append((group_id, doc_id, fold.doc.get("name"), _json(fold.doc), fold.version,
                                 fold.created_at, fold.updated_at, fold.created_by, fold.updated_by, fold.position))
             elif fold.replaced:
                 replaces.append(_replacement(fold.doc, fold, group_id, doc_id))
@@ -133,6 +140,13 @@ class DocumentProjection(Projection):
                 " WHERE group_id = %s AND id = %s", touches)
         if deletes:
             cur.executemany(f"DELETE FROM {table} WHERE group_id = %s AND id = %s", deletes)
+        if upserts:
+            # A restore brings a deleted document's row back, or rewrites a live one.
+            cur.executemany(
+                f"INSERT INTO {table} {_INSERT_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (group_id, id) DO UPDATE SET name = excluded.name, doc = excluded.doc,"
+                " version = excluded.version, updated_at = excluded.updated_at,"
+                " updated_by = excluded.updated_by, position = excluded.position", upserts)
 
     def _docs(self, cur: Cursor[Any], keys: list[tuple[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
         """The stored documents of ``keys``, read in one statement."""
@@ -165,6 +179,19 @@ def document_row(events: Iterable[Any], aggregate: type[Document]) -> dict[str, 
     for event in events:
         first = event if first is None else first
         fold.add(event, 0, aggregate)
+    return _folded_row(fold, first)
+
+
+def document_rows(events: Iterable[Any], aggregate: type[Document]) -> Iterator[dict[str, Any] | None]:
+    """The row after each event in turn: ``document_row`` of every prefix, in one pass."""
+    fold, first = _Fold(), None
+    for event in events:
+        first = event if first is None else first
+        fold.add(event, 0, aggregate)
+        yield _folded_row(fold, first)
+
+
+def _folded_row(fold: _Fold, first: Any) -> dict[str, Any] | None:
     if first is None or not fold.created or fold.deleted:
         return None
     doc = msgspec.json.decode(_dumps(fold.doc))
@@ -186,11 +213,11 @@ def _replacement(doc: dict[str, Any], fold: _Fold, group_id: str, doc_id: Any) -
 class _Fold:
     """What a page of events does to one document row."""
 
-    __slots__ = ("created", "replaced", "deleted", "doc", "patch", "version", "created_at", "updated_at",
+    __slots__ = ("created", "replaced", "restored", "deleted", "doc", "patch", "version", "created_at", "updated_at",
                  "created_by", "updated_by", "position")
 
     def __init__(self) -> None:
-        self.created = self.replaced = self.deleted = False
+        self.created = self.replaced = self.restored = self.deleted = False
         self.doc: dict[str, Any] = {}
         self.patch: dict[str, Any] = {}
 
@@ -201,6 +228,10 @@ class _Fold:
             self.created, self.deleted = True, False
             self.doc = dict(event.fields)
             self.created_at, self.created_by = event.timestamp, event.actor
+        elif isinstance(event, aggregate.Restored):
+            self.restored, self.replaced, self.deleted = not self.created, not self.created, False
+            self.doc, self.patch = dict(event.fields), {}
+            self.created_at, self.created_by = event.created_at, event.created_by
         elif isinstance(event, aggregate.Deleted):
             self.deleted = True
         elif hasattr(event, "changes"):

@@ -60,7 +60,7 @@ class Projector:
         self.leader = False
         self.last_error: str | None = None
         self._positions: dict[str, int] = {}
-        self._topics = {p.name: p.topics() for p in self.projections}
+        self._folds = {p.name: p.folds() for p in self.projections}
         self._conn: psycopg.Connection[Any] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -241,7 +241,7 @@ class Projector:
             for projection in self.projections:
                 if notification.id <= self._positions[projection.name]:
                     continue
-                if notification.topic not in self._topics[projection.name]:
+                if not self._folds[projection.name](notification.topic):
                     continue
                 if event is None:
                     event = self.store.mapper.to_domain_event(notification)

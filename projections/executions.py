@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from psycopg import Cursor
 from psycopg.rows import dict_row
 from psycopg.types.json import Json, Jsonb
@@ -120,6 +121,13 @@ class ExecutionsProjection(Projection):
             [*sets.values(), event.group_id, event.originator_id],
         )
 
+    def row_of(self, events: list[Any]) -> dict[str, Any] | None:
+        """The row ``apply`` leaves for one execution's events (``position`` columns 0): its past, too."""
+        row: dict[str, Any] | None = None
+        for event in events:
+            row = _folded(row, event)
+        return row
+
     def _insert(self, cur: Cursor[Any], event: Any, position: int) -> None:
         cur.execute(
             f"INSERT INTO {TABLE} (group_id, id, run_name, status, crew_id, crew_version, model, execution_type,"
@@ -137,6 +145,54 @@ class ExecutionsProjection(Projection):
                 event.timestamp, event.timestamp, event.actor, event.originator_version, position, position,
             ),
         )
+
+
+def _json(value: Any) -> Any:
+    """A value as it reads back from a JSON column."""
+    return None if value is None else msgspec.json.decode(msgspec.json.encode(value, enc_hook=str))
+
+
+def _folded(row: dict[str, Any] | None, event: Any) -> dict[str, Any] | None:
+    """One event applied to an execution's row, exactly as ``ExecutionsProjection.apply`` does in SQL."""
+    if isinstance(event, Execution.Requested):
+        return {
+            "group_id": event.group_id, "id": event.originator_id, "run_name": event.run_name,
+            "status": event.status, "crew_id": event.crew_id, "crew_version": event.crew_version,
+            "model": event.model, "execution_type": event.execution_type, "schedule_id": event.schedule_id,
+            "inputs": _json(event.inputs), "redacted_inputs": _json(event.redacted),
+            "config": _json(event.snapshot), "config_ref": _json(event.snapshot_ref),
+            "timeline": [_json(timeline_entry(event))], "result_ref": None, "error": None, "task_outputs": [],
+            "usage": _json(empty_usage()), "cancel_requested": None, "claimed_by": None, "lease_until": 0.0,
+            "log_seq": 0, "created_at": event.timestamp, "started_at": None, "completed_at": None,
+            "updated_at": event.timestamp, "updated_by": event.actor, "version": event.originator_version,
+            "requested_position": 0, "position": 0,
+        }
+    if row is None:
+        return None
+    row = dict(row)
+    if hasattr(event, "status"):
+        row["status"] = event.status
+        row["timeline"] = [*row["timeline"], _json(timeline_entry(event))]
+        if isinstance(event, Execution.Started):
+            row["started_at"] = event.timestamp
+        if ExecutionStatus(event.status) in TERMINAL:
+            row["completed_at"] = event.timestamp
+        if isinstance(event, Execution.Completed):
+            row["result_ref"] = _json(event.result)
+        if isinstance(event, Execution.Failed):
+            row["error"] = event.error
+    elif isinstance(event, Execution.Claimed):
+        row.update(claimed_by=event.runner_id, lease_until=event.lease_until)
+    elif isinstance(event, Execution.ProgressRecorded):
+        row.update(usage=_json(event.usage), log_seq=event.log_seq)
+        if event.task_outputs:
+            row["task_outputs"] = [*row["task_outputs"], *_json(event.task_outputs)]
+    elif isinstance(event, Execution.CancelRequested):
+        row["cancel_requested"] = {"at": event.timestamp.isoformat(), "actor": event.actor, "reason": event.reason}
+    elif isinstance(event, Execution.Renamed):
+        row["run_name"] = event.run_name
+    row.update(version=event.originator_version, updated_at=event.timestamp, updated_by=event.actor)
+    return row
 
 
 _WITH_RESULT = (
@@ -192,6 +248,11 @@ class ExecutionView:
             total = (await cur.fetchone() or {"total": 0})["total"]
         items = [_with_result_text(r) for r in rows]
         return Page(items=items, total=total, limit=limit, offset=offset, has_more=offset + len(items) < total)
+
+
+def with_result_text(row: dict[str, Any], text: str | None) -> dict[str, Any]:
+    """A folded row as ``ExecutionView.get`` returns it, given the text its ``result_ref`` names (if kept apart)."""
+    return _with_result_text({**row, "result_text": text, "config_text": None})
 
 
 def _with_result_text(row: dict[str, Any]) -> dict[str, Any]:

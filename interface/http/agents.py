@@ -14,12 +14,12 @@ from interface.http.common import (
     Offset,
     etag,
     expected_version,
-    found,
     group_id,
     location,
     settle,
     settled_resource,
 )
+from interface.http.history import AsOf, read
 from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
@@ -111,9 +111,9 @@ class AgentController(Controller):
         return to_struct(page, AgentPage)
 
     @get("/{agent_id:uuid}", summary="Get an agent")
-    async def get_agent(self, kasal: Kasal, agent_id: UUID) -> Response[AgentRead]:
-        """One agent of the caller's group; other groups' agents are 404."""
-        agent = found(await kasal.views.agents.get(group_id(), agent_id), "agent", agent_id)
+    async def get_agent(self, kasal: Kasal, agent_id: UUID, as_of: AsOf = None) -> Response[AgentRead]:
+        """One agent of the caller's group; other groups' agents are 404. ``?as_of=`` answers it as it was then."""
+        agent = await read(kasal, "agent", agent_id, as_of)
         return Response(to_struct(agent, AgentRead), headers=etag(agent))
 
     @put("/{agent_id:uuid}", summary="Update an agent")

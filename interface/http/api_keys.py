@@ -21,12 +21,12 @@ from interface.http.common import (
     Offset,
     etag,
     expected_version,
-    found,
     group_id,
     location,
     settle,
     settled_resource,
 )
+from interface.http.history import AsOf, read
 from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
@@ -78,9 +78,10 @@ class ApiKeyController(Controller):
         return Response(_read(row), status_code=201, headers=headers)
 
     @get("/{key_id:uuid}", summary="Get an API key")
-    async def get_key(self, kasal: Kasal, key_id: UUID) -> Response[ApiKeyRead]:
-        """One key's metadata (never its secret); other groups' keys are 404."""
-        row = found(await kasal.views.api_keys.get(group_id(), key_id), "api key", key_id)
+    async def get_key(self, kasal: Kasal, key_id: UUID, as_of: AsOf = None) -> Response[ApiKeyRead]:
+        """One key's metadata (never its secret); other groups' keys are 404. ``?as_of=`` answers it as it
+        was then."""
+        row = await read(kasal, "api_key", key_id, as_of)
         return Response(_read(row), headers=etag(row))
 
     @put("/{key_id:uuid}", summary="Update an API key")

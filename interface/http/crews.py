@@ -16,12 +16,12 @@ from interface.http.common import (
     Offset,
     etag,
     expected_version,
-    found,
     group_id,
     location,
     settle,
     settled_resource,
 )
+from interface.http.history import AsOf, read
 from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
@@ -130,9 +130,9 @@ class CrewController(Controller):
         return to_struct(page, CrewPage)
 
     @get("/{crew_id:uuid}", summary="Get a crew")
-    async def get_crew(self, kasal: Kasal, crew_id: UUID) -> Response[CrewRead]:
-        """One crew of the caller's group; other groups' crews are 404."""
-        crew = found(await kasal.views.crews.get(group_id(), crew_id), "crew", crew_id)
+    async def get_crew(self, kasal: Kasal, crew_id: UUID, as_of: AsOf = None) -> Response[CrewRead]:
+        """One crew of the caller's group; other groups' crews are 404. ``?as_of=`` answers it as it was then."""
+        crew = await read(kasal, "crew", crew_id, as_of)
         return Response(to_struct(crew, CrewRead), headers=etag(crew))
 
     @put("/{crew_id:uuid}", summary="Update a crew")

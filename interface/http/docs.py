@@ -183,8 +183,10 @@ def describe_operation(path: str, method: str, operation: dict[str, Any], handle
     if "204" in responses:
         responses["204"].pop("content", None)
     if streams(handler) and "200" in responses:
-        responses["200"]["description"] = SSE_DESCRIPTION
-        responses["200"]["content"] = {"text/event-stream": {"schema": SSE_EVENT}}
+        # A stream of other messages than log lines describes them in its opt.
+        opt = handler.opt if handler is not None else {}
+        responses["200"]["description"] = opt.get("sse_description", SSE_DESCRIPTION)
+        responses["200"]["content"] = {"text/event-stream": {"schema": opt.get("sse_schema", SSE_EVENT)}}
     operation["responses"] = dict(sorted(responses.items()))
 
 

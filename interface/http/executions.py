@@ -20,6 +20,7 @@ from application.planning import PlanRequest
 from domain.errors import InvalidError
 from domain.execution import TERMINAL, ExecutionStatus
 from interface.http.common import Limit, Offset, found, group_id, location, settle
+from interface.http.history import AsOf, execution_as_of, instant
 from interface.http.structs import Page, to_struct
 from interface.wiring import Kasal
 
@@ -173,8 +174,11 @@ class ExecutionController(Controller):
         return to_struct(page, ExecutionPage)
 
     @get("/{execution_id:uuid}", summary="Get an execution")
-    async def get_execution(self, kasal: Kasal, execution_id: UUID) -> ExecutionRead:
-        """Status, timestamps, usage, and (once finished) the result or error."""
+    async def get_execution(self, kasal: Kasal, execution_id: UUID, as_of: AsOf = None) -> ExecutionRead:
+        """Status, timestamps, usage, and (once finished) the result or error. ``?as_of=`` (ISO 8601)
+        answers all of it as it was at that instant (404 before the execution was requested)."""
+        if as_of is not None:
+            return execution_read(await execution_as_of(kasal, execution_id, instant(as_of)))
         return execution_read(await execution_or_404(kasal, execution_id))
 
     @get("/{execution_id:uuid}/status", summary="Get an execution's status (Kasal alias)")

@@ -70,7 +70,8 @@ def is_public(path: str) -> bool:
 
 
 def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Operators read (and run what handlers allow); editors write; admins administer."""
+    """Auditors read the audit log, versions and usage (handlers with ``min_role: auditor``);
+    operators read everything (and run what handlers allow); editors write; admins administer."""
     if is_public(connection.scope["path"]):
         return
     minimum = handler.opt.get("min_role")

@@ -16,21 +16,36 @@ the string LiteLLM routes.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
+from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 
-from domain.errors import NotFoundError
+from domain.context import current_actor
+from domain.errors import ForbiddenError, NotFoundError
 from interface.http.common import IfMatch, Offset, expected_version, group_id, settle, settled_resource
+from interface.http.history import (
+    AsOf,
+    instant,
+    page_params,
+    resource_as_of,
+    timeline,
+    version_number,
+    version_resource,
+    versions_page,
+)
 from interface.http.structs import UNSET, Page, UnsetType, sent_fields, to_struct
 from interface.http.tools import CatalogueLimit
+from interface.identity import role_at_least
 from interface.wiring import Kasal
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 ADMIN = {"min_role": "admin"}
+AUDITOR = {"min_role": "auditor"}
 
 
 class ModelFields(msgspec.Struct, kw_only=True):
@@ -110,6 +125,34 @@ async def _respond(kasal: Kasal, written: Any, status_code: int = 200) -> Respon
     return Response(_read(model), status_code=status_code, headers=headers)
 
 
+_VERSIONS = re.compile(r"(?P<key>.+)/versions(?:/(?P<version>[^/]+))?")
+_RESTORE = re.compile(r"(?P<key>.+)/versions/(?P<version>[^/]+)/restore")
+
+
+def _versions_path(key: str) -> tuple[str, str | None] | None:
+    """``(model key, version or None)`` when a GET path names a model's versions."""
+    match = _VERSIONS.fullmatch(key)
+    return None if match is None else (match["key"], match["version"])
+
+
+async def _model_id(kasal: Kasal, key: str) -> UUID | None:
+    """The id of the model a key names for the caller's group (also a deleted one); None if none."""
+    try:
+        return await kasal.run(kasal.services.models.id_for_key, key)
+    except NotFoundError:
+        return None
+
+
+async def _versions_answer(
+    kasal: Kasal, model_id: UUID, version: str | None, limit: int, offset: int,
+) -> Response[Any]:
+    past = await timeline(kasal, "model", model_id)
+    if version is None:
+        return Response(versions_page(past, _read, limit, offset))
+    resource = version_resource(past, version_number(version))
+    return Response(_read(resource), headers={"ETag": f'"{resource["version"]}"'})
+
+
 class ModelController(Controller):
     path = "/api/v1/models"
     tags = ["models"]
@@ -133,14 +176,50 @@ class ModelController(Controller):
         written = await kasal.run(kasal.services.models.create, model_fields(data, creating=True))
         return await _respond(kasal, written, 201)
 
-    @get("/{model_name:path}", summary="Get a model configuration")
-    async def get_model(self, kasal: Kasal, model_name: str) -> Response[ModelRead]:
-        """One model by key (keys may contain ``/``, e.g. ``offline/echo``)."""
+    @get("/{model_name:path}", summary="Get a model configuration, or its versions", opt=AUDITOR)
+    async def get_model(
+        self, request: Request[Any, Any, Any], kasal: Kasal, model_name: str, as_of: AsOf = None,
+    ) -> Response[Any]:
+        """One model by key (keys may contain ``/``, e.g. ``offline/echo``); ``?as_of=`` answers it as it
+        was then. ``GET /models/{key}/versions`` (paged by ``limit`` and ``offset``, as every list) lists
+        its versions and ``…/versions/{n}`` answers it at version ``n``, as for every definition
+        (auditors may read those)."""
         key = _key(model_name)
-        model = await kasal.views.models.find(group_id(), "key", key)
-        if model is None:
-            raise NotFoundError(f"Model with key {key} not found")
+        addressed = _versions_path(key)
+        if addressed is not None:
+            model_id = await _model_id(kasal, addressed[0])
+            if model_id is not None:
+                limit, offset = page_params(request.query_params)
+                return await _versions_answer(kasal, model_id, addressed[1], limit, offset)
+        if not role_at_least(current_actor().role, "operator"):
+            raise ForbiddenError(f"This action needs the operator role; you are {current_actor().role}")
+        if as_of is not None:
+            model_id = await _model_id(kasal, key)
+            if model_id is None:
+                raise NotFoundError(f"Model with key {key} not found")
+            model = await resource_as_of(kasal, "model", model_id, instant(as_of))
+        else:
+            found = await kasal.views.models.find(group_id(), "key", key)
+            if found is None:
+                raise NotFoundError(f"Model with key {key} not found")
+            model = found
         return Response(_read(model), headers={"ETag": f'"{model["version"]}"'})
+
+    @post("/{model_name:path}", summary="Restore a version of a model configuration", status_code=200, opt=ADMIN)
+    async def restore(self, kasal: Kasal, model_name: str, if_match: IfMatch = None) -> Response[ModelRead]:
+        """``POST /models/{key}/versions/{n}/restore`` (admin): a new version holding version ``n``'s
+        fields, bringing a deleted model back (409 if its key was taken since). For a built-in, the
+        group's own choices (enabled, tuning) as they were then come back; the shared definition stays."""
+        match = _RESTORE.fullmatch(_key(model_name))
+        model_id = None if match is None else await _model_id(kasal, match["key"])
+        if match is None or model_id is None:
+            raise NotFoundError(f"No such route: POST /api/v1/models/{model_name}; "
+                                "use /models/{key}/versions/{n}/restore")
+        version = version_number(match["version"])
+        written = await kasal.run(kasal.services.models.restore, model_id, version, expected_version(if_match))
+        model, headers = await settled_resource(kasal, written, kasal.views.models, "model", model_id)
+        headers["ETag"] = f'"{model["version"]}"'
+        return Response(_read(model), headers=headers)
 
     @put("/{model_name:path}", summary="Update a model configuration", opt=ADMIN)
     async def update(

@@ -23,12 +23,12 @@ from interface.http.common import (
     Offset,
     etag,
     expected_version,
-    found,
     group_id,
     location,
     settle,
     settled_resource,
 )
+from interface.http.history import AsOf, read
 from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
@@ -107,10 +107,6 @@ def definition(data: ScheduleFields) -> dict[str, Any]:
     return sent
 
 
-async def schedule_or_404(kasal: Kasal, schedule_id: UUID) -> dict[str, Any]:
-    return found(await kasal.views.schedules.get(group_id(), schedule_id), "schedule", schedule_id)
-
-
 async def create_schedule(
     request: Request[Any, Any, Any], kasal: Kasal, data: ScheduleCreate,
 ) -> Response[ScheduleRead]:
@@ -168,9 +164,10 @@ class _ScheduleRoutes(Controller):
         return to_struct(page, SchedulePage)
 
     @get("/{schedule_id:uuid}", summary="Get a schedule")
-    async def get_schedule(self, kasal: Kasal, schedule_id: UUID) -> Response[ScheduleRead]:
-        """One schedule; ``last_run_was_catch_up`` says whether its last run made up for a missed time."""
-        row = await schedule_or_404(kasal, schedule_id)
+    async def get_schedule(self, kasal: Kasal, schedule_id: UUID, as_of: AsOf = None) -> Response[ScheduleRead]:
+        """One schedule; ``last_run_was_catch_up`` says whether its last run made up for a missed time.
+        ``?as_of=`` answers it as it was then."""
+        row = await read(kasal, "schedule", schedule_id, as_of)
         return Response(schedule_read(row), headers=etag(row))
 
     @put("/{schedule_id:uuid}", summary="Update a schedule")

@@ -14,12 +14,12 @@ from interface.http.common import (
     Offset,
     etag,
     expected_version,
-    found,
     group_id,
     location,
     settle,
     settled_resource,
 )
+from interface.http.history import AsOf, read
 from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
@@ -105,9 +105,9 @@ class TaskController(Controller):
         return to_struct(page, TaskPage)
 
     @get("/{task_id:uuid}", summary="Get a task")
-    async def get_task(self, kasal: Kasal, task_id: UUID) -> Response[TaskRead]:
-        """One task of the caller's group; other groups' tasks are 404."""
-        task = found(await kasal.views.tasks.get(group_id(), task_id), "task", task_id)
+    async def get_task(self, kasal: Kasal, task_id: UUID, as_of: AsOf = None) -> Response[TaskRead]:
+        """One task of the caller's group; other groups' tasks are 404. ``?as_of=`` answers it as it was then."""
+        task = await read(kasal, "task", task_id, as_of)
         return Response(to_struct(task, TaskRead), headers=etag(task))
 
     @put("/{task_id:uuid}/full", summary="Replace a task")

@@ -25,6 +25,7 @@ from interface.http.common import (
     settle,
     settled_resource,
 )
+from interface.http.history import AsOf, read
 from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
@@ -106,9 +107,10 @@ class TemplateController(Controller):
         return Response(_read(row), headers=etag(row))
 
     @get("/{template_id:uuid}", summary="Get a template")
-    async def get_template(self, kasal: Kasal, template_id: UUID) -> Response[TemplateRead]:
-        """One of the group's templates or a built-in; other groups' templates are 404."""
-        row = found(await kasal.views.templates.get(group_id(), template_id), "template", template_id)
+    async def get_template(self, kasal: Kasal, template_id: UUID, as_of: AsOf = None) -> Response[TemplateRead]:
+        """One of the group's templates or a built-in; other groups' templates are 404. ``?as_of=`` answers
+        it as it was then."""
+        row = await read(kasal, "template", template_id, as_of)
         return Response(_read(row), headers=etag(row))
 
     @put("/{template_id:uuid}", summary="Update a template")

@@ -18,7 +18,7 @@ from interface.http.common import Limit, Offset, found, group_id, location, sett
 from interface.http.structs import Page, to_struct
 from interface.wiring import Kasal
 
-Role = Literal["operator", "editor", "admin"]
+Role = Literal["auditor", "operator", "editor", "admin"]
 ADMIN_ONLY = {"min_role": "admin"}
 
 

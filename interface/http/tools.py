@@ -19,7 +19,8 @@ from litestar.params import Parameter
 from application.catalogue_seed import BUILTIN_TOOL_HINTS
 from domain.errors import NotFoundError
 from domain.tool import config_schema
-from interface.http.common import IfMatch, Offset, expected_version, found, group_id, location, settle, settled_resource
+from interface.http.common import IfMatch, Offset, expected_version, group_id, location, settle, settled_resource
+from interface.http.history import AsOf, read
 from interface.http.structs import UNSET, Page, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
 
@@ -106,9 +107,10 @@ class ToolController(Controller):
         return to_struct({**page, "items": [_read(t) for t in page["items"]]}, ToolPage)
 
     @get("/{tool_id:uuid}", summary="Get a tool")
-    async def get_tool(self, kasal: Kasal, tool_id: UUID) -> Response[ToolRead]:
-        """One tool: a built-in, or one of the caller's group's (other groups' tools are 404)."""
-        tool = found(await kasal.views.tools.get(group_id(), tool_id), "tool", tool_id)
+    async def get_tool(self, kasal: Kasal, tool_id: UUID, as_of: AsOf = None) -> Response[ToolRead]:
+        """One tool: a built-in, or one of the caller's group's (other groups' tools are 404).
+        ``?as_of=`` answers it as the group saw it then."""
+        tool = await read(kasal, "tool", tool_id, as_of)
         return Response(_read(tool), headers={"ETag": f'"{tool["version"]}"'})
 
     @post("/", summary="Create a tool")

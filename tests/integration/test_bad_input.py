@@ -34,7 +34,7 @@ async def paginated_lists(client: Any) -> list[str]:
 
 
 def concrete(path: str, execution_id: str) -> str:
-    return path.replace("{execution_id}", execution_id)
+    return path.replace("{execution_id}", execution_id).replace("{resource_id}", execution_id)
 
 
 class Recorded(logging.Handler):
@@ -80,6 +80,8 @@ async def test_an_offset_out_of_range_is_422_on_every_paginated_list(client, off
 async def test_the_largest_offset_is_answered_on_every_paginated_list(client) -> None:
     execution_id, _ = await finished_execution(client, 1)
     for path in await paginated_lists(client):
+        if "{resource_id}" in path:
+            continue  # a resource's versions need a resource of that kind: test_versions_api.py pages them
         response = await client.get(concrete(path, execution_id), params={"offset": MAX_OFFSET})
         assert response.status_code == 200, (path, response.text)
 
