@@ -41,12 +41,12 @@ def add_events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run_events(args: argparse.Namespace, settings: Settings, out: BinaryIO | None = None) -> int:
     """Export the records ``args`` select from ``settings.database_url`` to ``out`` (stdout)."""
-    from interface.http.events import instant
+    from interface.http.common import parse_instant
     from interface.wiring import wire
 
     try:
-        since = instant(args.since) if args.since else None
-        until = instant(args.until) if args.until else None
+        since = parse_instant(args.since) if args.since else None
+        until = parse_instant(args.until) if args.until else None
     except ValueError:
         print("error: --since and --until take ISO 8601 dates or date-times", file=sys.stderr)
         return 2

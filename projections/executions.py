@@ -14,7 +14,7 @@ would sort them by length. Columns the projection appends to with ``||``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
@@ -88,37 +88,21 @@ class ExecutionsProjection(Projection):
 
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         if isinstance(event, Execution.Requested):
-            self._insert(cur, event, position)
+            row = {**requested_row(event), "requested_position": position, "position": position}
+            cur.execute(
+                f"INSERT INTO {TABLE} ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})"
+                " ON CONFLICT (group_id, id) DO NOTHING",
+                [_sql_value(column, value) for column, value in row.items()],
+            )
             return
-        sets: dict[str, Any] = {}
-        if hasattr(event, "status"):
-            sets["status"] = event.status
-            sets["timeline = timeline || %s"] = Jsonb([timeline_entry(event)])
-            if isinstance(event, Execution.Started):
-                sets["started_at"] = event.timestamp
-            if ExecutionStatus(event.status) in TERMINAL:
-                sets["completed_at"] = event.timestamp
-            if isinstance(event, Execution.Completed):
-                sets["result_ref"] = Jsonb(event.result)
-            if isinstance(event, Execution.Failed):
-                sets["error"] = event.error
-        elif isinstance(event, Execution.Claimed):
-            sets.update(claimed_by=event.runner_id, lease_until=event.lease_until)
-        elif isinstance(event, Execution.ProgressRecorded):
-            sets.update(usage=Jsonb(event.usage), log_seq=event.log_seq)
-            if event.task_outputs:
-                sets["task_outputs = task_outputs || %s"] = Jsonb(event.task_outputs)
-        elif isinstance(event, Execution.CancelRequested):
-            sets["cancel_requested"] = Jsonb({"at": event.timestamp.isoformat(), "actor": event.actor,
-                                              "reason": event.reason})
-        elif isinstance(event, Execution.Renamed):
-            sets["run_name"] = event.run_name
-        sets.update(version=event.originator_version, updated_at=event.timestamp, updated_by=event.actor,
-                    position=position)
-        clauses = [key if "=" in key else f"{key} = %s" for key in sets]
+        change = row_change(event)
+        clauses = [f"{column} = %s" for column in change.sets] + [f"{column} = {column} || %s"
+                                                                  for column in change.appends]
+        values = [_sql_value(column, value) for column, value in change.sets.items()]
+        values += [Jsonb(items) for items in change.appends.values()]
         cur.execute(
-            f"UPDATE {TABLE} SET {', '.join(clauses)} WHERE group_id = %s AND id = %s",
-            [*sets.values(), event.group_id, event.originator_id],
+            f"UPDATE {TABLE} SET {', '.join(clauses)}, position = %s WHERE group_id = %s AND id = %s",
+            [*values, position, event.group_id, event.originator_id],
         )
 
     def row_of(self, events: list[Any]) -> dict[str, Any] | None:
@@ -128,23 +112,77 @@ class ExecutionsProjection(Projection):
             row = _folded(row, event)
         return row
 
-    def _insert(self, cur: Cursor[Any], event: Any, position: int) -> None:
-        cur.execute(
-            f"INSERT INTO {TABLE} (group_id, id, run_name, status, crew_id, crew_version, model, execution_type,"
-            " schedule_id, inputs, redacted_inputs, config, config_ref, timeline, usage, created_at, updated_at,"
-            " updated_by, version, requested_position, position)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (group_id, id) DO NOTHING",
-            (
-                event.group_id, event.originator_id, event.run_name, event.status, event.crew_id,
-                event.crew_version, event.model, event.execution_type, event.schedule_id, Json(event.inputs),
-                Jsonb(event.redacted), None if event.snapshot is None else Json(event.snapshot),
-                None if event.snapshot_ref is None else Jsonb(event.snapshot_ref),
-                Jsonb([timeline_entry(event)]),
-                Jsonb(empty_usage()),
-                event.timestamp, event.timestamp, event.actor, event.originator_version, position, position,
-            ),
-        )
+
+JSON_COLUMNS = frozenset({"inputs", "config"})
+JSONB_COLUMNS = frozenset({"redacted_inputs", "config_ref", "timeline", "result_ref", "task_outputs", "usage",
+                           "cancel_requested"})
+UNSET: dict[str, Any] = {"result_ref": None, "error": None, "task_outputs": [], "cancel_requested": None,
+                         "claimed_by": None, "lease_until": 0.0, "log_seq": 0, "started_at": None,
+                         "completed_at": None}
+"""The columns a request leaves to their defaults (the DDL's)."""
+
+
+class RowChange(NamedTuple):
+    """What one event after the request does to its execution's row: ``sets`` gives columns new
+    values, ``appends`` adds items to the end of JSON list columns."""
+
+    sets: dict[str, Any]
+    appends: dict[str, list[Any]]
+
+
+def requested_row(event: Any) -> dict[str, Any]:
+    """The row an ``Execution.Requested`` starts, but for its log positions (JSON columns as plain data)."""
+    return {
+        "group_id": event.group_id, "id": event.originator_id, "run_name": event.run_name, "status": event.status,
+        "crew_id": event.crew_id, "crew_version": event.crew_version, "model": event.model,
+        "execution_type": event.execution_type, "schedule_id": event.schedule_id, "inputs": event.inputs,
+        "redacted_inputs": event.redacted, "config": event.snapshot, "config_ref": event.snapshot_ref,
+        "timeline": [timeline_entry(event)], "usage": empty_usage(), "created_at": event.timestamp,
+        "updated_at": event.timestamp, "updated_by": event.actor, "version": event.originator_version,
+    }
+
+
+def row_change(event: Any) -> RowChange:
+    """Each execution event's effect on its row, the one description the SQL fold and ``row_of`` apply."""
+    sets: dict[str, Any] = {}
+    appends: dict[str, list[Any]] = {}
+    if hasattr(event, "status"):
+        sets["status"] = event.status
+        appends["timeline"] = [timeline_entry(event)]
+        if isinstance(event, Execution.Started):
+            sets["started_at"] = event.timestamp
+        if ExecutionStatus(event.status) in TERMINAL:
+            sets["completed_at"] = event.timestamp
+        if isinstance(event, Execution.Completed):
+            sets["result_ref"] = event.result
+        if isinstance(event, Execution.Failed):
+            sets["error"] = event.error
+    elif isinstance(event, Execution.Claimed):
+        sets.update(claimed_by=event.runner_id, lease_until=event.lease_until)
+    elif isinstance(event, Execution.ProgressRecorded):
+        sets.update(usage=event.usage, log_seq=event.log_seq)
+        if event.task_outputs:
+            appends["task_outputs"] = list(event.task_outputs)
+    elif isinstance(event, Execution.CancelRequested):
+        sets["cancel_requested"] = {"at": event.timestamp.isoformat(), "actor": event.actor, "reason": event.reason}
+    elif isinstance(event, Execution.Renamed):
+        sets["run_name"] = event.run_name
+    sets.update(version=event.originator_version, updated_at=event.timestamp, updated_by=event.actor)
+    return RowChange(sets, appends)
+
+
+def _sql_value(column: str, value: Any) -> Any:
+    """A column's value as a query parameter: JSON columns wrapped for their type, SQL NULL for None."""
+    if value is None:
+        return None
+    if column in JSON_COLUMNS:
+        return Json(value)
+    return Jsonb(value) if column in JSONB_COLUMNS else value
+
+
+def _row_value(column: str, value: Any) -> Any:
+    """A column's value as it reads back from the table."""
+    return _json(value) if column in JSON_COLUMNS | JSONB_COLUMNS else value
 
 
 def _json(value: Any) -> Any:
@@ -155,43 +193,14 @@ def _json(value: Any) -> Any:
 def _folded(row: dict[str, Any] | None, event: Any) -> dict[str, Any] | None:
     """One event applied to an execution's row, exactly as ``ExecutionsProjection.apply`` does in SQL."""
     if isinstance(event, Execution.Requested):
-        return {
-            "group_id": event.group_id, "id": event.originator_id, "run_name": event.run_name,
-            "status": event.status, "crew_id": event.crew_id, "crew_version": event.crew_version,
-            "model": event.model, "execution_type": event.execution_type, "schedule_id": event.schedule_id,
-            "inputs": _json(event.inputs), "redacted_inputs": _json(event.redacted),
-            "config": _json(event.snapshot), "config_ref": _json(event.snapshot_ref),
-            "timeline": [_json(timeline_entry(event))], "result_ref": None, "error": None, "task_outputs": [],
-            "usage": _json(empty_usage()), "cancel_requested": None, "claimed_by": None, "lease_until": 0.0,
-            "log_seq": 0, "created_at": event.timestamp, "started_at": None, "completed_at": None,
-            "updated_at": event.timestamp, "updated_by": event.actor, "version": event.originator_version,
-            "requested_position": 0, "position": 0,
-        }
+        started = {**requested_row(event), **UNSET, "requested_position": 0, "position": 0}
+        return {column: _row_value(column, value) for column, value in started.items()}
     if row is None:
         return None
-    row = dict(row)
-    if hasattr(event, "status"):
-        row["status"] = event.status
-        row["timeline"] = [*row["timeline"], _json(timeline_entry(event))]
-        if isinstance(event, Execution.Started):
-            row["started_at"] = event.timestamp
-        if ExecutionStatus(event.status) in TERMINAL:
-            row["completed_at"] = event.timestamp
-        if isinstance(event, Execution.Completed):
-            row["result_ref"] = _json(event.result)
-        if isinstance(event, Execution.Failed):
-            row["error"] = event.error
-    elif isinstance(event, Execution.Claimed):
-        row.update(claimed_by=event.runner_id, lease_until=event.lease_until)
-    elif isinstance(event, Execution.ProgressRecorded):
-        row.update(usage=_json(event.usage), log_seq=event.log_seq)
-        if event.task_outputs:
-            row["task_outputs"] = [*row["task_outputs"], *_json(event.task_outputs)]
-    elif isinstance(event, Execution.CancelRequested):
-        row["cancel_requested"] = {"at": event.timestamp.isoformat(), "actor": event.actor, "reason": event.reason}
-    elif isinstance(event, Execution.Renamed):
-        row["run_name"] = event.run_name
-    row.update(version=event.originator_version, updated_at=event.timestamp, updated_by=event.actor)
+    change = row_change(event)
+    row = {**row, **{column: _row_value(column, value) for column, value in change.sets.items()}}
+    for column, items in change.appends.items():
+        row[column] = [*row[column], *_json(items)]
     return row
 
 

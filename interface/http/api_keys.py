@@ -53,7 +53,7 @@ class ApiKeyPage(Page[ApiKeyRead]):
     items: list[ApiKeyRead]
 
 
-def _read(row: dict[str, Any]) -> ApiKeyRead:
+def api_key_read(row: dict[str, Any]) -> ApiKeyRead:
     return to_struct({**row, "value": "Set" if row.get("is_set") else "Not set"}, ApiKeyRead)
 
 
@@ -65,7 +65,7 @@ class ApiKeyController(Controller):
     async def list_keys(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> ApiKeyPage:
         """The group's provider keys, newest first. ``value`` is "Set" or "Not set", never the secret."""
         page = await kasal.views.api_keys.list(group_id(), limit=limit, offset=offset)
-        return to_struct({**page, "items": [_read(item) for item in page["items"]]}, ApiKeyPage)
+        return to_struct({**page, "items": [api_key_read(item) for item in page["items"]]}, ApiKeyPage)
 
     @post("/", summary="Store an API key")
     async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: ApiKeyWrite) -> Response[ApiKeyRead]:
@@ -75,14 +75,14 @@ class ApiKeyController(Controller):
         written = await kasal.run(kasal.services.api_keys.create, sent_fields(data))
         row, headers = await settled_resource(kasal, written, kasal.views.api_keys, "api key")
         headers["Location"] = location(request, written.id)
-        return Response(_read(row), status_code=201, headers=headers)
+        return Response(api_key_read(row), status_code=201, headers=headers)
 
     @get("/{key_id:uuid}", summary="Get an API key")
     async def get_key(self, kasal: Kasal, key_id: UUID, as_of: AsOf = None) -> Response[ApiKeyRead]:
         """One key's metadata (never its secret); other groups' keys are 404. ``?as_of=`` answers it as it
         was then."""
         row = await read(kasal, "api_key", key_id, as_of)
-        return Response(_read(row), headers=etag(row))
+        return Response(api_key_read(row), headers=etag(row))
 
     @put("/{key_id:uuid}", summary="Update an API key")
     async def update(
@@ -91,7 +91,7 @@ class ApiKeyController(Controller):
         """Change the fields sent. A new ``key`` is encrypted afresh; ``""`` clears it."""
         written = await kasal.run(kasal.services.api_keys.change, key_id, sent_fields(data), expected_version(if_match))
         row, headers = await settled_resource(kasal, written, kasal.views.api_keys, "api key")
-        return Response(_read(row), headers=headers)
+        return Response(api_key_read(row), headers=headers)
 
     @delete("/{key_id:uuid}", summary="Delete an API key", status_code=204)
     async def remove(self, kasal: Kasal, key_id: UUID, if_match: IfMatch = None) -> Response[None]:

@@ -1,12 +1,14 @@
-"""Small helpers every controller shares: settling writes, pagination, ETags."""
+"""Small helpers every controller shares: settling writes, pagination, ETags, instants and stream cursors."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 from litestar import Request
+from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 
 from application.documents import ExpectedVersions, Written
@@ -21,10 +23,63 @@ MAX_OFFSET = 2**31 - 1
 Limit = Annotated[int, Parameter(ge=1, le=100, default=20, description="Page size (max 100)")]
 Offset = Annotated[int, Parameter(ge=0, le=MAX_OFFSET, default=0, description=f"Items to skip (max {MAX_OFFSET})")]
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False, default=None)]
+Instant = Annotated[str | None, Parameter(required=False, default=None, max_length=100,
+                                          description="ISO 8601 date or date-time; without an offset, UTC")]
+LastEventId = Annotated[str | None, Parameter(header="Last-Event-ID", required=False, default=None)]
 
 
 def group_id() -> str:
     return current_actor().group_id
+
+
+def invalid(key: str, source: str, message: str) -> ValidationException:
+    """The 422 for one bad parameter (``source``: query, header or path), in pydantic's shape."""
+    return ValidationException(message, extra=[{"message": message, "key": key, "source": source}])
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 date or date-time as an aware UTC datetime; without an offset (or with ``Z``) it is UTC.
+
+    ValueError for anything else, including an instant that falls outside the
+    years 1 to 9999 once moved to UTC (``9999-12-31T23:00:00-05:00``).
+    """
+    text = text.strip()
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text} is beyond the instants a datetime holds once in UTC") from None
+
+
+def instant_param(value: str | None, name: str, *, blank_is_none: bool = False) -> datetime | None:
+    """``parse_instant`` of query parameter ``name``: None when not given (or blank, with ``blank_is_none``);
+    a 422 naming the parameter when it is not an instant."""
+    if value is None or (blank_is_none and not value.strip()):
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise invalid(name, "query", f"{name} must be an ISO 8601 date or date-time, such as 2025-06-01 or "
+                                     "2025-06-01T12:00:00Z") from None
+
+
+def resume_after(after: int | None, last_event_id: str | None, highest: int) -> int:
+    """Where a Server-Sent Events stream resumes: ``?after=`` wins; else the ``Last-Event-ID`` a
+    reconnecting client sends (an id this stream gave, 0 to ``highest``); else 0. A header that is no
+    such id is a 422, before the stream starts: its value never reaches a query."""
+    if after is not None:
+        return after
+    text = (last_event_id or "").strip()
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(highest)) or int(text) > highest:
+        raise invalid("Last-Event-ID", "header", "Last-Event-ID must be an event id of this stream: an integer "
+                                                  f"from 0 to {highest}")
+    return int(text)
 
 
 async def settle(kasal: Kasal, written: Written | None, position: int | None = None) -> dict[str, str]:

@@ -12,17 +12,16 @@ role) may read these and nothing else; every higher role may read them too.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, get
-from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from interface.http.common import group_id
+from interface.http.common import Instant, LastEventId, group_id, instant_param, resume_after
 from interface.http.execution_logs import wait_beyond
 from interface.wiring import Kasal
 from projections.audit import MAX_POSITION, AuditQuery
@@ -44,9 +43,6 @@ TypeFilter = Annotated[str | None, Parameter(
     required=False, default=None, min_length=1, max_length=MAX_TEXT,
     description="An exact type (`agent.updated.v1`), or a prefix ending in `.` (`agent.`)")]
 Text = Annotated[str | None, Parameter(required=False, default=None, min_length=1, max_length=MAX_TEXT)]
-Instant = Annotated[str | None, Parameter(required=False, default=None, max_length=100,
-                                          description="ISO 8601; without a zone, UTC")]
-LastEventId = Annotated[str | None, Parameter(header="Last-Event-ID", required=False, default=None)]
 STREAM_EVENT = {
     "type": "object",
     "required": ["event", "data"],
@@ -83,23 +79,6 @@ class EventPage(msgspec.Struct, kw_only=True):
     has_more: bool
 
 
-def instant(value: str) -> datetime:
-    """An ISO 8601 date or date-time; a naive one is UTC. ValueError for anything else."""
-    parsed = datetime.fromisoformat(value.strip())
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def parse_instant(value: str | None, name: str) -> datetime | None:
-    """``instant`` of a query parameter, if given; a bad one is a 422."""
-    if value is None:
-        return None
-    try:
-        return instant(value)
-    except ValueError:
-        message = f"{name} must be an ISO 8601 date or date-time, such as 2024-05-01T09:30:00Z"
-        raise ValidationException(message, extra=[{"message": message, "key": name, "source": "query"}]) from None
-
-
 def audit_query(
     group: str | None, *, after: int = 0, aggregate_id: UUID | None = None, kind: str | None = None,
     event_type: str | None = None, actor: str | None = None, correlation_id: str | None = None,
@@ -108,22 +87,8 @@ def audit_query(
     """The query of the API's (and the export's) parameters; bad instants are a 422."""
     return AuditQuery(
         group_id=group, after=after, aggregate_id=aggregate_id, kind=kind, type=event_type, actor=actor,
-        correlation_id=correlation_id, since=parse_instant(since, "since"), until=parse_instant(until, "until"),
+        correlation_id=correlation_id, since=instant_param(since, "since"), until=instant_param(until, "until"),
     )
-
-
-def resume_after(after: int | None, last_event_id: str | None) -> int:
-    """``?after=`` wins; else the ``Last-Event-ID`` a reconnecting client sends (a position); else 0."""
-    if after is not None:
-        return after
-    if last_event_id is None or not last_event_id.strip():
-        return 0
-    text = last_event_id.strip()
-    if not (text.isascii() and text.isdigit()) or int(text) > MAX_POSITION:
-        message = f"Last-Event-ID must be a log position (0 to {MAX_POSITION})"
-        raise ValidationException(message, extra=[{"message": message, "key": "Last-Event-ID",
-                                                    "source": "header"}])
-    return int(text)
 
 
 async def follow(kasal: Kasal, query: AuditQuery) -> AsyncIterator[dict[str, Any] | None]:
@@ -181,8 +146,8 @@ class EventController(Controller):
         """The records ``GET /events`` lists, with the same filters, then new ones as they happen,
         until the client leaves. ``id:`` is the position: reconnect with ``Last-Event-ID`` (or
         ``?after=``) to resume without gaps or repeats."""
-        query = audit_query(group_id(), after=resume_after(after, last_event_id), aggregate_id=aggregate_id,
-                            kind=kind, event_type=type, actor=actor, correlation_id=correlation_id,
-                            since=since, until=until)
+        query = audit_query(group_id(), after=resume_after(after, last_event_id, MAX_POSITION),
+                            aggregate_id=aggregate_id, kind=kind, event_type=type, actor=actor,
+                            correlation_id=correlation_id, since=since, until=until)
         return ServerSentEvent(stream_messages(kasal, query),
                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

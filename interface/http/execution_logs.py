@@ -23,7 +23,7 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from domain.execution import TERMINAL, ExecutionStatus
-from interface.http.common import Offset, group_id
+from interface.http.common import LastEventId, Offset, group_id, resume_after
 from interface.http.executions import execution_or_404
 from interface.wiring import Kasal
 
@@ -33,7 +33,6 @@ After = Annotated[int, Parameter(ge=0, le=MAX_SEQ, description="Only lines with 
 ResumeAfter = Annotated[
     int | None, Parameter(ge=0, le=MAX_SEQ, required=False, default=None, description="Resume after this seq")
 ]
-LastEventId = Annotated[str | None, Parameter(header="Last-Event-ID", required=False, default=None)]
 PAGE = 500
 MAX_WAIT_SLICE_S = 1.0
 NOT_FOUND_CLOSE_CODE = 4404
@@ -126,15 +125,6 @@ def status_message(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def resume_point(after: int | None, last_event_id: str | None) -> int:
-    """``?after=`` wins; else the SSE ``Last-Event-ID`` a reconnecting browser sends."""
-    if after is not None:
-        return after
-    if last_event_id and last_event_id.strip().isdigit():
-        return int(last_event_id.strip())
-    return 0
-
-
 async def sse_events(kasal: Kasal, group: str, execution_id: UUID, after: int) -> AsyncIterator[ServerSentEventMessage]:
     async for kind, item in follow(kasal, group, execution_id, after):
         if kind == "log":
@@ -149,8 +139,9 @@ async def sse_response(
     kasal: Kasal, execution_id: UUID, after: int | None, last_event_id: str | None,
 ) -> ServerSentEvent:
     group = group_id()
+    resume = resume_after(after, last_event_id, MAX_SEQ)
     await execution_or_404(kasal, execution_id)
-    events = sse_events(kasal, group, execution_id, resume_point(after, last_event_id))
+    events = sse_events(kasal, group, execution_id, resume)
     return ServerSentEvent(events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

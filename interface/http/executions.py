@@ -19,8 +19,8 @@ from litestar import Controller, Request, Response, get, post
 from application.planning import PlanRequest
 from domain.errors import InvalidError
 from domain.execution import TERMINAL, ExecutionStatus
-from interface.http.common import Limit, Offset, found, group_id, location, settle
-from interface.http.history import AsOf, execution_as_of, instant
+from interface.http.common import Limit, Offset, found, group_id, instant_param, location, settle
+from interface.http.history import AsOf, execution_as_of
 from interface.http.structs import Page, to_struct
 from interface.wiring import Kasal
 
@@ -177,8 +177,9 @@ class ExecutionController(Controller):
     async def get_execution(self, kasal: Kasal, execution_id: UUID, as_of: AsOf = None) -> ExecutionRead:
         """Status, timestamps, usage, and (once finished) the result or error. ``?as_of=`` (ISO 8601)
         answers all of it as it was at that instant (404 before the execution was requested)."""
-        if as_of is not None:
-            return execution_read(await execution_as_of(kasal, execution_id, instant(as_of)))
+        moment = instant_param(as_of, "as_of")
+        if moment is not None:
+            return execution_read(await execution_as_of(kasal, execution_id, moment))
         return execution_read(await execution_or_404(kasal, execution_id))
 
     @get("/{execution_id:uuid}/status", summary="Get an execution's status (Kasal alias)")

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 
 from application.tools import catalogue_versions
@@ -42,7 +41,7 @@ from domain.schedule import Schedule
 from domain.task import Task
 from domain.template import Template
 from domain.tool import BUILTIN_GROUP, Tool, ToolSetting, tool_setting_id
-from interface.http.common import MAX_OFFSET, found, group_id
+from interface.http.common import MAX_OFFSET, found, group_id, instant_param, invalid
 from interface.wiring import Kasal
 from projections.documents import DocumentProjection
 from projections.executions import ExecutionsProjection, with_result_text
@@ -154,8 +153,9 @@ async def resource_as_of(kasal: Kasal, kind_name: str, resource_id: UUID, instan
 
 async def read(kasal: Kasal, kind_name: str, resource_id: UUID, as_of: str | None) -> dict[str, Any]:
     """What ``GET /{resource}/{id}`` answers: the resource now, or as it was at ``as_of``."""
-    if as_of is not None:
-        return await resource_as_of(kasal, kind_name, resource_id, instant(as_of))
+    moment = instant_param(as_of, "as_of")
+    if moment is not None:
+        return await resource_as_of(kasal, kind_name, resource_id, moment)
     kind = KINDS[kind_name]
     return found(await kind.view(kasal).get(group_id(), resource_id), kind.label, resource_id)
 
@@ -176,22 +176,6 @@ def _execution_row_at(kasal: Kasal, execution_id: UUID, group: str, moment: date
         return None
     projection = next(p for p in kasal.projector.projections if isinstance(p, ExecutionsProjection))
     return projection.row_of([event for event in events if event.timestamp <= moment])
-
-
-def instant(value: str, field: str = "as_of") -> datetime:
-    """An ISO 8601 instant from the query; one without an offset is UTC. 422 when it is not one."""
-    text = value.strip()
-    if text.endswith(("z", "Z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationException(
-            detail=f"{field} must be an ISO 8601 date and time",
-            extra=[{"message": "Input should be an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z",
-                    "key": field, "source": "query"}],
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def as_builtins(resource: dict[str, Any], wire: Wire) -> dict[str, Any]:
@@ -300,10 +284,7 @@ def _bounded(query: Mapping[str, str], name: str, default: int, low: int, high: 
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise ValidationException(
-            detail=f"{name} must be an integer from {low} to {high}",
-            extra=[{"message": f"Input should be an integer from {low} to {high}", "key": name, "source": "query"}],
-        )
+        raise invalid(name, "query", f"Input should be an integer from {low} to {high}")
     return value
 
 
@@ -314,11 +295,7 @@ def version_number(value: str) -> int:
     except ValueError:
         number = 0
     if number < 1:
-        raise ValidationException(
-            detail="version must be an integer of at least 1",
-            extra=[{"message": "Input should be an integer greater than or equal to 1", "key": "version",
-                    "source": "path"}],
-        )
+        raise invalid("version", "path", "Input should be an integer greater than or equal to 1")
     return number
 
 

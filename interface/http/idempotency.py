@@ -34,7 +34,6 @@ from uuid import UUID
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
-from litestar.exceptions import ValidationException
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from application.executions import START_MESSAGE
@@ -43,6 +42,7 @@ from domain.context import current_actor
 from domain.errors import ConflictError
 from domain.execution import ExecutionStatus
 from domain.idempotency import IdempotencyKey, valid_key
+from interface.http.common import invalid
 from interface.http.input_rules import too_deep
 from interface.http.versions import resource_at_version
 from interface.wiring import Kasal
@@ -124,7 +124,7 @@ def key_of(scope: Scope) -> str | None:
     key = values.pop()
     if values or not valid_key(key):
         message = f"{HEADER} must be one value of 1 to 255 printable ASCII characters"
-        raise ValidationException(message, extra=[{"message": message, "key": HEADER, "source": "header"}])
+        raise invalid(HEADER, "header", message)
     return key
 
 
@@ -219,7 +219,7 @@ async def _handle(kasal: Kasal, app: ASGIApp, scope: Scope, receive: Receive, se
 async def _earlier_answer(kasal: Kasal, found: Found, claim: Claim) -> Answer:
     if found.state == "other_request":
         message = f"{HEADER} {claim.key!r} was already used for a different request"
-        raise ValidationException(message, extra=[{"message": message, "key": HEADER, "source": "header"}])
+        raise invalid(HEADER, "header", message)
     if found.state == "in_flight":
         raise ConflictError(f"A request with {HEADER} {claim.key!r} is still being processed; retry later")
     assert found.key is not None

@@ -27,10 +27,9 @@ from litestar import Controller, Request, Response, delete, get, patch, post, pu
 
 from domain.context import current_actor
 from domain.errors import ForbiddenError, NotFoundError
-from interface.http.common import IfMatch, Offset, expected_version, group_id, settle, settled_resource
+from interface.http.common import IfMatch, Offset, expected_version, group_id, instant_param, settle, settled_resource
 from interface.http.history import (
     AsOf,
-    instant,
     page_params,
     resource_as_of,
     timeline,
@@ -106,7 +105,7 @@ class ModelPage(Page[ModelRead]):
     items: list[ModelRead]
 
 
-def _read(model: dict[str, Any]) -> ModelRead:
+def model_read(model: dict[str, Any]) -> ModelRead:
     return to_struct({**model, "model": model["name"]}, ModelRead)
 
 
@@ -122,7 +121,7 @@ async def _respond(kasal: Kasal, written: Any, status_code: int = 200) -> Respon
     headers["ETag"] = f'"{model["version"]}"'
     if status_code == 201:
         headers["Location"] = f"/api/v1/models/{quote(model['key'], safe='/:')}"
-    return Response(_read(model), status_code=status_code, headers=headers)
+    return Response(model_read(model), status_code=status_code, headers=headers)
 
 
 _VERSIONS = re.compile(r"(?P<key>.+)/versions(?:/(?P<version>[^/]+))?")
@@ -148,9 +147,9 @@ async def _versions_answer(
 ) -> Response[Any]:
     past = await timeline(kasal, "model", model_id)
     if version is None:
-        return Response(versions_page(past, _read, limit, offset))
+        return Response(versions_page(past, model_read, limit, offset))
     resource = version_resource(past, version_number(version))
-    return Response(_read(resource), headers={"ETag": f'"{resource["version"]}"'})
+    return Response(model_read(resource), headers={"ETag": f'"{resource["version"]}"'})
 
 
 class ModelController(Controller):
@@ -161,13 +160,13 @@ class ModelController(Controller):
     async def list_models(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:
         """Built-in models (``group_id`` null) as the caller's group has set them, and the group's own."""
         page = await kasal.views.models.page(group_id(), limit=limit, offset=offset)
-        return to_struct({**page, "items": [_read(m) for m in page["items"]]}, ModelPage)
+        return to_struct({**page, "items": [model_read(m) for m in page["items"]]}, ModelPage)
 
     @get("/enabled", summary="List enabled models")
     async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:
         """The models the caller's group may run."""
         page = await kasal.views.models.page(group_id(), limit=limit, offset=offset, enabled=True)
-        return to_struct({**page, "items": [_read(m) for m in page["items"]]}, ModelPage)
+        return to_struct({**page, "items": [model_read(m) for m in page["items"]]}, ModelPage)
 
     @post("/", summary="Create a model configuration", opt=ADMIN)
     async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: ModelFields) -> Response[ModelRead]:
@@ -193,17 +192,18 @@ class ModelController(Controller):
                 return await _versions_answer(kasal, model_id, addressed[1], limit, offset)
         if not role_at_least(current_actor().role, "operator"):
             raise ForbiddenError(f"This action needs the operator role; you are {current_actor().role}")
-        if as_of is not None:
+        moment = instant_param(as_of, "as_of")
+        if moment is not None:
             model_id = await _model_id(kasal, key)
             if model_id is None:
                 raise NotFoundError(f"Model with key {key} not found")
-            model = await resource_as_of(kasal, "model", model_id, instant(as_of))
+            model = await resource_as_of(kasal, "model", model_id, moment)
         else:
             found = await kasal.views.models.find(group_id(), "key", key)
             if found is None:
                 raise NotFoundError(f"Model with key {key} not found")
             model = found
-        return Response(_read(model), headers={"ETag": f'"{model["version"]}"'})
+        return Response(model_read(model), headers={"ETag": f'"{model["version"]}"'})
 
     @post("/{model_name:path}", summary="Restore a version of a model configuration", status_code=200, opt=ADMIN)
     async def restore(self, kasal: Kasal, model_name: str, if_match: IfMatch = None) -> Response[ModelRead]:
@@ -219,7 +219,7 @@ class ModelController(Controller):
         written = await kasal.run(kasal.services.models.restore, model_id, version, expected_version(if_match))
         model, headers = await settled_resource(kasal, written, kasal.views.models, "model", model_id)
         headers["ETag"] = f'"{model["version"]}"'
-        return Response(_read(model), headers=headers)
+        return Response(model_read(model), headers=headers)
 
     @put("/{model_name:path}", summary="Update a model configuration", opt=ADMIN)
     async def update(

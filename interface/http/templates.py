@@ -73,7 +73,7 @@ class TemplatePage(Page[TemplateRead]):
     items: list[TemplateRead]
 
 
-def _read(row: dict[str, Any]) -> TemplateRead:
+def template_read(row: dict[str, Any]) -> TemplateRead:
     return to_struct({**row, "built_in": row["group_id"] == SYSTEM_GROUP}, TemplateRead)
 
 
@@ -85,7 +85,7 @@ class TemplateController(Controller):
     async def list_templates(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TemplatePage:
         """The group's templates and the built-ins it has not overridden by name, newest first."""
         page = await kasal.views.templates.list(group_id(), limit=limit, offset=offset)
-        return to_struct({**page, "items": [_read(item) for item in page["items"]]}, TemplatePage)
+        return to_struct({**page, "items": [template_read(item) for item in page["items"]]}, TemplatePage)
 
     @post("/", summary="Create a template")
     async def create(
@@ -97,21 +97,21 @@ class TemplateController(Controller):
         written = await kasal.run(kasal.services.templates.create, sent_fields(data))
         row, headers = await settled_resource(kasal, written, kasal.views.templates, "template")
         headers["Location"] = location(request, written.id)
-        return Response(_read(row), status_code=201, headers=headers)
+        return Response(template_read(row), status_code=201, headers=headers)
 
     @get("/by-name/{name:str}", summary="Get the template a name means for the group")
     async def by_name(self, kasal: Kasal, name: str) -> Response[TemplateRead]:
         """The group's template of that name, else the built-in one."""
         row = await kasal.views.templates.effective(group_id(), name, active_only=False)
         row = found(row, "template", name)
-        return Response(_read(row), headers=etag(row))
+        return Response(template_read(row), headers=etag(row))
 
     @get("/{template_id:uuid}", summary="Get a template")
     async def get_template(self, kasal: Kasal, template_id: UUID, as_of: AsOf = None) -> Response[TemplateRead]:
         """One of the group's templates or a built-in; other groups' templates are 404. ``?as_of=`` answers
         it as it was then."""
         row = await read(kasal, "template", template_id, as_of)
-        return Response(_read(row), headers=etag(row))
+        return Response(template_read(row), headers=etag(row))
 
     @put("/{template_id:uuid}", summary="Update a template")
     async def update(
@@ -124,7 +124,7 @@ class TemplateController(Controller):
             kasal.services.templates.change, template_id, sent_fields(data), expected_version(if_match)
         )
         row, headers = await settled_resource(kasal, written, kasal.views.templates, "template")
-        return Response(_read(row), headers=headers)
+        return Response(template_read(row), headers=headers)
 
     @delete("/{template_id:uuid}", summary="Delete a template", status_code=204)
     async def remove(self, kasal: Kasal, template_id: UUID, if_match: IfMatch = None) -> Response[None]:

@@ -80,7 +80,7 @@ class ToolPage(Page[ToolRead]):
     items: list[ToolRead]
 
 
-def _read(tool: dict[str, Any]) -> ToolRead:
+def tool_read(tool: dict[str, Any]) -> ToolRead:
     return to_struct({**tool, "title": tool["name"], "configuration": tool["config"]}, ToolRead)
 
 
@@ -98,20 +98,20 @@ class ToolController(Controller):
     async def list_tools(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:
         """Built-in tools (``group_id`` null) as the caller's group has set them, and the group's own tools."""
         page = await kasal.views.tools.page(group_id(), limit=limit, offset=offset)
-        return to_struct({**page, "items": [_read(t) for t in page["items"]]}, ToolPage)
+        return to_struct({**page, "items": [tool_read(t) for t in page["items"]]}, ToolPage)
 
     @get("/enabled", summary="List enabled tools")
     async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:
         """The tools the caller's group has enabled: what its agents may use."""
         page = await kasal.views.tools.page(group_id(), limit=limit, offset=offset, enabled=True)
-        return to_struct({**page, "items": [_read(t) for t in page["items"]]}, ToolPage)
+        return to_struct({**page, "items": [tool_read(t) for t in page["items"]]}, ToolPage)
 
     @get("/{tool_id:uuid}", summary="Get a tool")
     async def get_tool(self, kasal: Kasal, tool_id: UUID, as_of: AsOf = None) -> Response[ToolRead]:
         """One tool: a built-in, or one of the caller's group's (other groups' tools are 404).
         ``?as_of=`` answers it as the group saw it then."""
         tool = await read(kasal, "tool", tool_id, as_of)
-        return Response(_read(tool), headers={"ETag": f'"{tool["version"]}"'})
+        return Response(tool_read(tool), headers={"ETag": f'"{tool["version"]}"'})
 
     @post("/", summary="Create a tool")
     async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: ToolFields) -> Response[ToolRead]:
@@ -123,7 +123,7 @@ class ToolController(Controller):
         written = await kasal.run(kasal.services.tools.create, tool_fields(data))
         tool, headers = await _written(kasal, written, written.id)
         headers["Location"] = location(request, written.id)
-        return Response(_read(tool), status_code=201, headers=headers)
+        return Response(tool_read(tool), status_code=201, headers=headers)
 
     @put("/{tool_id:uuid}", summary="Update a tool")
     async def update(
@@ -133,7 +133,7 @@ class ToolController(Controller):
         caller's group alone (a sent config replaces the group's overrides; defaults fill the rest)."""
         written = await kasal.run(kasal.services.tools.change, tool_id, tool_fields(data), expected_version(if_match))
         tool, headers = await _written(kasal, written, tool_id)
-        return Response(_read(tool), headers=headers)
+        return Response(tool_read(tool), headers=headers)
 
     @delete("/{tool_id:uuid}", summary="Delete a tool", status_code=204)
     async def remove(self, kasal: Kasal, tool_id: UUID, if_match: IfMatch = None) -> Response[None]:
@@ -147,7 +147,7 @@ class ToolController(Controller):
         written = await kasal.run(kasal.services.tools.toggle, tool_id, expected_version(if_match))
         tool, headers = await _written(kasal, written, tool_id)
         message = f"Tool {tool['name']} {'enabled' if tool['enabled'] else 'disabled'}"
-        read = msgspec.structs.asdict(_read(tool))
+        read = msgspec.structs.asdict(tool_read(tool))
         return Response(ToolToggled(**read, message=message), headers=headers)
 
     @get("/configurations/{tool_name:str}/schema", summary="Get a tool's configuration schema")

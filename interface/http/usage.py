@@ -15,22 +15,16 @@ called no model is in the total only.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Controller, get
-from litestar.exceptions import ValidationException
-from litestar.params import Parameter
 
-from interface.http.common import group_id
+from interface.http.common import Instant, group_id, instant_param, invalid
 from interface.wiring import Kasal
 from projections.usage import GroupBy
-
-Instant = Annotated[str | None, Parameter(
-    default=None, description="ISO 8601 date or date-time; without an offset it is UTC",
-)]
 
 
 class UsageFigures(msgspec.Struct, kw_only=True):
@@ -54,18 +48,6 @@ class UsageReport(msgspec.Struct, kw_only=True):
     total: UsageFigures
 
 
-def instant(name: str, value: str | None) -> datetime | None:
-    """``value`` as an aware instant (naive means UTC); blank means unbounded; otherwise 422."""
-    if value is None or not value.strip():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        message = f"{name} must be an ISO 8601 date or date-time, such as 2025-06-01 or 2025-06-01T12:00:00Z"
-        raise ValidationException(message, extra=[{"message": message, "key": name, "source": "query"}]) from None
-
-
 def figures(row: dict[str, Any]) -> dict[str, Any]:
     prompt, completion = int(row.get("prompt_tokens", 0)), int(row.get("completion_tokens", 0))
     cost = Decimal(row.get("cost", 0))  # an exact sum of costs recorded to 10 places: float() rounds once
@@ -85,10 +67,10 @@ class UsageController(Controller):
         """Executions, LLM calls, prompt/completion/total tokens and cost of the caller's group, per
         ``group_by`` key (``model``, ``crew``, ``day`` in UTC, ``actor`` who requested) and in ``total``,
         for executions requested at or after ``since`` and before ``until`` (ISO 8601; default: all)."""
-        start, end = instant("since", since), instant("until", until)
+        start = instant_param(since, "since", blank_is_none=True)
+        end = instant_param(until, "until", blank_is_none=True)
         if start is not None and end is not None and start > end:
-            message = "until must not be before since"
-            raise ValidationException(message, extra=[{"message": message, "key": "until", "source": "query"}])
+            raise invalid("until", "query", "until must not be before since")
         rows, total = await kasal.views.usage.report(group_id(), group_by, start, end)
         return UsageReport(
             group_by=group_by, since=start, until=end, total=UsageFigures(**figures(total)),

@@ -21,7 +21,7 @@ from litestar import Controller, Response, get, post
 
 from application.documents import ExpectedVersions, Written
 from interface.http.agents import AgentRead
-from interface.http.api_keys import _read as api_key_read
+from interface.http.api_keys import api_key_read
 from interface.http.common import IfMatch, Limit, Offset, expected_version, group_id, settled_resource
 from interface.http.crews import CrewRead
 from interface.http.history import (
@@ -35,12 +35,12 @@ from interface.http.history import (
     version_resource,
     versions_page,
 )
-from interface.http.models import _read as model_read
+from interface.http.models import model_read
 from interface.http.schedules import schedule_read
 from interface.http.structs import to_struct
 from interface.http.tasks import TaskRead
-from interface.http.templates import _read as template_read
-from interface.http.tools import _read as tool_read
+from interface.http.templates import template_read
+from interface.http.tools import tool_read
 from interface.wiring import Kasal
 
 AUDITOR = {"min_role": "auditor"}
@@ -140,53 +140,23 @@ class _VersionRoutes(Controller):
         return Response(WIRES[self.kind](resource), headers=headers)
 
 
-class AgentVersions(_VersionRoutes):
-    path = "/api/v1/agents"
-    tags = ["agents"]
-    kind = "agent"
+ROUTES = (
+    ("agent", "/api/v1/agents"), ("task", "/api/v1/tasks"), ("crew", "/api/v1/crews"), ("tool", "/api/v1/tools"),
+    ("template", "/api/v1/templates"), ("api_key", "/api/v1/api-keys"),
+    ("schedule", "/api/v1/scheduler/schedules"), ("schedule", "/api/v1/schedules"),
+)
+"""Each kind addressed by id, and where its routes live (schedules: Kasal's path and the short alias)."""
 
 
-class TaskVersions(_VersionRoutes):
-    path = "/api/v1/tasks"
-    tags = ["tasks"]
-    kind = "task"
+def version_routes(kind_name: str, at: str) -> type[_VersionRoutes]:
+    """The version routes of one kind under ``at``, tagged like the kind's other routes (its path's last part)."""
+
+    class VersionRoutes(_VersionRoutes):
+        path = at
+        tags = [at.rsplit("/", 1)[-1]]
+        kind = kind_name
+
+    return VersionRoutes
 
 
-class CrewVersions(_VersionRoutes):
-    path = "/api/v1/crews"
-    tags = ["crews"]
-    kind = "crew"
-
-
-class ToolVersions(_VersionRoutes):
-    path = "/api/v1/tools"
-    tags = ["tools"]
-    kind = "tool"
-
-
-class TemplateVersions(_VersionRoutes):
-    path = "/api/v1/templates"
-    tags = ["templates"]
-    kind = "template"
-
-
-class ApiKeyVersions(_VersionRoutes):
-    path = "/api/v1/api-keys"
-    tags = ["api-keys"]
-    kind = "api_key"
-
-
-class ScheduleVersions(_VersionRoutes):
-    path = "/api/v1/scheduler/schedules"
-    tags = ["schedules"]
-    kind = "schedule"
-
-
-class ScheduleAliasVersions(_VersionRoutes):
-    path = "/api/v1/schedules"
-    tags = ["schedules"]
-    kind = "schedule"
-
-
-VERSION_CONTROLLERS = (AgentVersions, TaskVersions, CrewVersions, ToolVersions, TemplateVersions, ApiKeyVersions,
-                       ScheduleVersions, ScheduleAliasVersions)
+VERSION_CONTROLLERS = tuple(version_routes(kind, path) for kind, path in ROUTES)

@@ -36,7 +36,7 @@ from interface.settings import Settings
 from interface.wiring import Kasal, wire
 from projections.audit import audited
 from tests.integration.execution_runs import INLINE, Runner, crew_script, start
-from tests.integration.test_execution_streams import LiveSse
+from tests.integration.test_execution_streams import BAD_LAST_EVENT_IDS, LiveSse
 
 pytestmark = pytest.mark.anyio
 
@@ -418,9 +418,10 @@ async def test_the_stream_resumes_after_last_event_id_without_gaps_or_repeats(qu
 
 
 async def test_a_bad_last_event_id_is_422(client) -> None:
-    for value in ("abc", "-1", str(2**63), "１２".encode()):
+    for value in BAD_LAST_EVENT_IDS:
         response = await client.get(f"{API}/events/stream", headers={"Last-Event-ID": value})
         assert response.status_code == 422, (value, response.text)
+        assert response.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
 
 
 # -- tenancy ------------------------------------------------------------------------------

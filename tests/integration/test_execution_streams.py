@@ -27,6 +27,9 @@ from tests.integration.execution_runs import Runner, start
 
 pytestmark = pytest.mark.anyio
 WAIT_S = 10.0
+BAD_LAST_EVENT_IDS = ("abc", "-1", "1.5", str(2**63), "99999999999999999999", "1" * 5000,
+                      "１２".encode(), "١٢".encode())
+"""``Last-Event-ID`` values no stream sends: words, signs, beyond bigint, other scripts' digits."""
 
 
 def lines(*numbers: int) -> list[LogLine]:
@@ -182,6 +185,19 @@ async def test_sse_resumes_after_last_event_id_or_after(client) -> None:
     by_query = parse_sse((await client.get(f"{path}?after=3")).text)
     assert [e.get("id") for e in by_header] == ["2", "3", "4", None]
     assert [e.get("id") for e in by_query] == ["4", None]
+
+
+async def test_a_bad_last_event_id_is_422_before_the_stream_starts(client) -> None:
+    execution_id, runner = await finished_execution(client, 2)
+    for path in (f"/api/v1/execution-logs/{execution_id}/sse", f"/api/v1/sse/executions/{execution_id}/stream",
+                 f"/api/v1/execution-logs/{execution_id}/stream"):
+        for value in BAD_LAST_EVENT_IDS:
+            headers = {**runner.fresh(), "Accept": "text/event-stream", "Last-Event-ID": value}
+            response = await client.get(path, headers=headers)
+            assert response.status_code == 422, (path, value, response.text)
+            assert response.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
+        resumed = await client.get(path, headers={**runner.fresh(), "Last-Event-ID": " 1 "})
+        assert [e.get("id") for e in parse_sse(resumed.text)] == ["2", None]
 
 
 @pytest.fixture
