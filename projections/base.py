@@ -7,6 +7,7 @@ notifications, so a page and the tracking position commit together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 from uuid import UUID
@@ -54,9 +55,35 @@ class Projection:
         """
         raise NotImplementedError
 
-    def create_tables(self, cur: Cursor[Any]) -> None:
-        cur.execute(self.ddl)
+    def create_tables(self, cur: Cursor[Any], *, secondary_indexes: bool = True) -> None:
+        """Run ``ddl``; without ``secondary_indexes``, leave out its plain ``CREATE INDEX``
+        statements (a rebuild builds them once the rows are in: see ``create_indexes``)."""
+        if secondary_indexes:
+            cur.execute(self.ddl)
+            return
+        for statement in _statements(self.ddl):
+            if not _SECONDARY_INDEX.match(statement):
+                cur.execute(statement)
+
+    def create_indexes(self, cur: Cursor[Any]) -> None:
+        """The plain (not unique) indexes ``ddl`` declares.
+
+        Building an index over rows already loaded is several times cheaper than
+        keeping it up to date row by row, so a rebuild loads first and indexes last;
+        unique indexes and keys stay, since the fold may rely on them while loading.
+        """
+        for statement in _statements(self.ddl):
+            if _SECONDARY_INDEX.match(statement):
+                cur.execute(statement)
 
     def drop_tables(self, cur: Cursor[Any]) -> None:
         for table in self.tables:
             cur.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+
+
+_SECONDARY_INDEX = re.compile(r"CREATE\s+INDEX\b", re.IGNORECASE)
+
+
+def _statements(ddl: str) -> list[str]:
+    """The statements of a DDL script (ours never hold a ``;`` inside a statement)."""
+    return [statement.strip() for statement in ddl.split(";") if statement.strip()]

@@ -205,7 +205,7 @@ class Projector:
 
     # -- schema ----------------------------------------------------------
 
-    def _prepare(self, conn: psycopg.Connection[Any]) -> None:
+    def _prepare(self, conn: psycopg.Connection[Any], *, secondary_indexes: bool = True) -> None:
         """Create missing tables; rebuild projections whose version changed."""
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(TRACKING_DDL)
@@ -218,7 +218,7 @@ class Projector:
                         log.info("projection %s changed version; rebuilding", projection.name)
                     projection.drop_tables(cur)
                     position = 0
-                projection.create_tables(cur)
+                projection.create_tables(cur, secondary_indexes=secondary_indexes)
                 cur.execute(
                     "INSERT INTO projection_tracking (name, version, position) VALUES (%s, %s, %s) "
                     "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position",
@@ -281,7 +281,10 @@ class Projector:
                     cur.execute("DELETE FROM projection_tracking")
                 self._positions.clear()
                 self.position = 0
-                self._prepare(conn)
+                # Rows first, plain indexes after: one build of each index is far
+                # cheaper than keeping it up to date row by row (about a third of
+                # a rebuild's time with the audit log's seven indexes).
+                self._prepare(conn, secondary_indexes=False)
                 read = 0
                 while True:
                     n = self.project_page(conn)
@@ -289,6 +292,9 @@ class Projector:
                     if progress is not None:
                         progress(min(self.position, total), total)
                     if n < self.page_size:
+                        with conn.transaction(), conn.cursor() as cur:
+                            for projection in self.projections:
+                                projection.create_indexes(cur)
                         for projection in self.projections:
                             for table in projection.tables:
                                 conn.execute(f"ANALYZE {table}")

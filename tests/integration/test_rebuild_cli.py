@@ -123,6 +123,7 @@ async def test_rebuilt_read_models_equal_the_live_ones(settings, capsys) -> None
     without_new_rows = sorted(t for t, n in new_rows(seeded, live).items() if n == 0)
     assert without_new_rows == [], "the workload must give every read model rows of its own to compare"
 
+    indexes_live = indexes(settings.database_url)
     with psycopg.connect(settings.database_url) as conn:  # a rebuild that kept old rows would pass without this
         for table in live:
             conn.execute(f"DELETE FROM {table}")
@@ -132,7 +133,18 @@ async def test_rebuilt_read_models_equal_the_live_ones(settings, capsys) -> None
     assert rebuilt.keys() == live.keys()
     for table in live:
         assert rebuilt[table] == live[table], table
+    # A rebuild builds plain indexes after loading the rows: every one must be back, as defined.
+    assert indexes(settings.database_url) == indexes_live
     assert capsys.readouterr().out.startswith("rebuilt ")
+
+
+def indexes(url: str) -> dict[str, str]:
+    """Every index of the read models (and the tracking table), by name: its definition."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            " AND (tablename LIKE 'rm\\_%' OR tablename = 'projection_tracking')").fetchall()
+    return dict(rows)
 
 
 async def test_rebuild_refuses_while_a_service_is_projecting(settings, capsys) -> None:
