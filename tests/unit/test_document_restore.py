@@ -133,6 +133,8 @@ def test_the_fold_of_every_prefix_equals_the_replayed_document(steps: list[Any])
                     agent.restore(store.repository.get(agent.id, version=step[1]).fields, from_version=step[1])
             except NotFoundError:
                 continue  # a change or delete of a deleted document
+            except InvalidError:
+                continue  # a change the rules refuse (a blank goal): nothing is recorded
             store.record(agent)
     events = store.history(agent.id)
     rows = list(projection.rows_of(events))
