@@ -23,6 +23,7 @@ from application.ids import parse_id
 from application.ports import DocumentLookup, ModelCatalogue, ToolCatalogue
 from domain.context import current_actor
 from domain.errors import NotFoundError
+from domain.run_options import crew_refusals
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class CrewDrafts:
         problems: list[Finding] = []
         if crew and agents_yaml is None and tasks_yaml is None:
             agents_yaml, tasks_yaml, problems = await self._canvas(crew)
+        problems += [Finding(".".join(path), reason) for path, reason in crew_refusals(crew)]
         return CrewDraft(
             agents_yaml=agents_yaml,
             tasks_yaml=tasks_yaml,

@@ -32,11 +32,11 @@ AGENT_OPTIONS = (
     "role", "goal", "backstory", "llm", "tools", "function_calling_llm", "max_iter", "max_rpm",
     "max_execution_time", "verbose", "allow_delegation", "cache", "memory", "temperature",
     "system_template", "prompt_template", "response_template", "max_retry_limit",
-    "use_system_prompt", "respect_context_window",
+    "use_system_prompt", "respect_context_window", "tool_configs",
 )
 TASK_OPTIONS = (
     "description", "expected_output", "tools", "async_execution", "human_input", "markdown",
-    "output_json", "output_file",
+    "output_json", "output_file", "config",
 )
 
 
@@ -146,7 +146,7 @@ def canvas_config(
             continue
         key = config_key(str(agent.get("name") or agent.get("role") or "agent"), agents_map)
         agent_keys[str(agent_id)] = key
-        agents_map[key] = {k: agent[k] for k in AGENT_OPTIONS if agent.get(k) is not None}
+        agents_map[key] = {k: agent[k] for k in AGENT_OPTIONS if agent.get(k) not in (None, {})}
     task_keys: dict[str, str] = {}
     found_tasks: list[tuple[str, dict[str, Any]]] = []
     for index, task_id in enumerate(task_ids):
@@ -158,7 +158,7 @@ def canvas_config(
         found_tasks.append((str(task_id), task))
     tasks_map: dict[str, dict[str, Any]] = {}
     for task_id, task in found_tasks:
-        entry = {k: task[k] for k in TASK_OPTIONS if task.get(k) is not None}
+        entry = {k: task[k] for k in TASK_OPTIONS if task.get(k) not in (None, {})}
         reference = task.get("agent_id") or task.get("agent")
         if reference is not None:
             entry["agent"] = agent_keys.get(str(reference), str(reference))

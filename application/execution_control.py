@@ -5,8 +5,10 @@
 claims it once the projector has put it in the read model claims are made
 from. ``cancel`` ends a PENDING execution at once and
 asks the runner holding a running one to stop: the request is recorded as an
-event (which a runner in another process watches for) and announced to this
-process's runner through the ``CancelRegistry``.
+event and announced to this process's runner through the ``CancelRegistry``.
+A force-stop records CANCELLED itself. A runner in another process reads
+either from the log within a second and stops the crew (see
+``interface.runner.ExecutionRunner._watch_stops``).
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ class ExecutionControl:
         """Record ``Execution.Requested`` for a crew that can run, and answer at once."""
         plan = await self.planner.plan(request)
         requested = await anyio.to_thread.run_sync(functools.partial(
-            self.executions.request_execution, **plan.fields(), inputs=request.inputs, planning=planning,
-            reasoning=reasoning, execution_type=execution_type, schedule_id=request.schedule_id,
+            self.executions.request_execution, **{**plan.fields(), "planning": planning or plan.planning},
+            inputs=request.inputs, reasoning=reasoning, execution_type=execution_type, schedule_id=request.schedule_id,
         ))
         return requested
 

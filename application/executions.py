@@ -11,6 +11,7 @@ that loses the race against a cancel is refused, not recorded).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +25,15 @@ from eventsourcing.persistence import IntegrityError
 from application.admission import Admission
 from application.content import ContentStore, Offloader
 from application.documents import Written
+from application.sealed_inputs import MemorySecretInputs, SecretInputs, SecretInputsUnavailableError
 from application.store import KasalStore, retry_on_conflict
 from domain.context import Actor, acting_as, current_actor
 from domain.errors import ConflictError, NotFoundError
 from domain.execution import PENDING, Execution, placeholder_run_name
 from domain.execution_progress import Observation
 from domain.redaction import NO_SECRETS, KnownSecrets, scrub_struct, secret_values
+
+log = logging.getLogger("kasal.executions")
 
 SNAPSHOT_INLINE_BYTES = 8_000
 DEFAULT_LEASE_S = 300.0
@@ -88,6 +92,8 @@ class ExecutionJob:
     crew_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     version: int = 0
+    crew_settings: dict[str, Any] = field(default_factory=dict)  # the saved crew's verbose, max_rpm
+    unavailable: str | None = None  # why the run cannot start as asked (its secret inputs are gone)
 
     def actor(self, runner_id: str) -> Actor:
         """Who the runner acts as while it records this execution's progress."""
@@ -110,15 +116,18 @@ class ExecutionService:
     def __init__(
         self, store: KasalStore, content: ContentStore, index: ExecutionIndex,
         *, clock: Callable[[], float] = time.time, busy_limit: int | None = None,
+        secret_inputs: SecretInputs | None = None,
     ) -> None:
         """``busy_limit``: Kasal's single-job rule, at most that many unfinished executions per
-        group (more are refused with 409); None queues every request."""
+        group (more are refused with 409); None queues every request. ``secret_inputs`` is where a
+        run's secret inputs wait for its runner (sealed in a table in the service; in memory when
+        left out)."""
         self.store = store
         self.content = content
         self.index = index
         self.clock = clock
         self.admission = Admission(store, busy_limit)
-        self._sealed: dict[UUID, dict[str, Any]] = {}
+        self.secret_inputs = secret_inputs if secret_inputs is not None else MemorySecretInputs()
         self._secrets: dict[UUID, KnownSecrets] = {}
 
     # -- requesting --------------------------------------------------------
@@ -134,7 +143,8 @@ class ExecutionService:
             try:
                 position = self.store.record(execution, *self.admission.admit(execution.group_id, execution.id))
             except Exception:
-                self._forget(execution.id)
+                if request.get("id") is None:  # a fresh id: nobody else can have kept inputs under it
+                    self.secret_inputs.discard(execution.id)
                 raise
             return self.requested(execution, inputs, position)
 
@@ -147,6 +157,7 @@ class ExecutionService:
         reasoning: bool = False, execution_type: str = "crew", crew_id: str | None = None,
         crew_version: int | None = None, run_name: str | None = None, schedule_id: str | None = None,
         options: Mapping[str, Any] | None = None, id: UUID | None = None,
+        crew_settings: Mapping[str, Any] | None = None,
     ) -> Execution:
         """A requested execution not yet saved, for callers that save it with something else
         (the scheduler saves it with the schedule's "fired"); then call ``requested``.
@@ -158,6 +169,8 @@ class ExecutionService:
             "agents": dict(agents), "tasks": dict(tasks), "process": process, "manager_llm": manager_llm,
             "planning": planning, "reasoning": reasoning, "options": dict(options or {}),
         }
+        if crew_settings:
+            snapshot["crew"] = dict(crew_settings)
         offloader = Offloader()
         snapshot_ref = None
         if len(msgspec.json.encode(snapshot)) > SNAPSHOT_INLINE_BYTES:
@@ -170,9 +183,8 @@ class ExecutionService:
         )
         offloader.save(self.content, group_id)
         if execution.redacted:
-            # Kept before the save, so a runner of this process that claims at once still gets them.
-            self._sealed[execution.id] = dict(inputs or {})
-            self._secrets[execution.id] = secret_values(inputs or {})
+            # Kept before the save, so whichever runner claims the run, at once or later, finds them.
+            self.secret_inputs.keep(group_id, execution.id, dict(inputs or {}))
         return execution
 
     def requested(self, execution: Execution, inputs: Mapping[str, Any] | None, position: int | None) -> Requested:
@@ -183,8 +195,9 @@ class ExecutionService:
     def protect(self, execution_id: UUID, values: Iterable[str]) -> None:
         """Scrub ``values`` too (the provider keys a run is handed) from everything the run records.
 
-        A run's secret inputs are scrubbed from the moment it is requested in
-        this process. Values shorter than ``domain.redaction.MIN_SECRET_CHARS`` are left alone.
+        A run's secret inputs are scrubbed from the moment its runner claims it (the
+        request itself redacts them). Values shorter than ``domain.redaction.MIN_SECRET_CHARS``
+        are left alone.
         """
         known = self._secrets.get(execution_id)
         added = KnownSecrets(values)
@@ -222,7 +235,10 @@ class ExecutionService:
                         self.store.record(execution)
                     except (ConflictError, IntegrityError):
                         continue
-                    return self._job(execution)
+                    job = self._job(execution)
+                    if job.unavailable is None and execution.redacted:
+                        self._secrets[execution.id] = secret_values(job.inputs)
+                    return job
 
     def job(self, execution_id: UUID) -> ExecutionJob:
         """The runnable configuration of one of the caller's group's executions."""
@@ -284,12 +300,18 @@ class ExecutionService:
     def rename(self, execution_id: UUID, run_name: str) -> Written:
         return self._change(execution_id, lambda e: e.rename(run_name))
 
+    def forget(self, execution_id: UUID) -> None:
+        """A run this process held has ended (here or elsewhere): drop its secrets from memory."""
+        self._secrets.pop(execution_id, None)
+
+    def sweep_secret_inputs(self) -> int:
+        """Destroy the sealed inputs of runs that ended without destroying them; returns how many."""
+        return self.secret_inputs.sweep()
+
     # -- helpers -------------------------------------------------------------
 
     def _forget(self, execution_id: UUID) -> None:
-        """A finished run's secrets are no longer needed in memory."""
-        self._sealed.pop(execution_id, None)
-        self._secrets.pop(execution_id, None)
+        self.forget(execution_id)
 
     def _load(self, execution_id: UUID) -> Execution:
         return self.store.load(Execution, execution_id)
@@ -302,9 +324,18 @@ class ExecutionService:
             # The place a run holds is given back in the same save as the event that ends it.
             freed = self.admission.release(execution) if execution.finished and not was_finished else []
             position = self.store.record(execution, *freed)
+            if execution.finished and not was_finished and execution.redacted:
+                self._destroy_secret_inputs(execution.id)
             return Written(execution.id, execution.version, position)
 
         return retry_on_conflict(attempt)
+
+    def _destroy_secret_inputs(self, execution_id: UUID) -> None:
+        """The run has ended: its sealed inputs go. A failure here is left to the sweep."""
+        try:
+            self.secret_inputs.discard(execution_id)
+        except Exception as error:
+            log.warning("the sealed inputs of execution %s are left to the sweep: %s", execution_id, error)
 
     def _job(self, execution: Execution) -> ExecutionJob:
         snapshot = execution.snapshot
@@ -314,7 +345,12 @@ class ExecutionService:
                 raise NotFoundError(f"configuration of execution {execution.id} is missing")
             snapshot = msgspec.json.decode(data)
         snapshot = snapshot or {}
-        inputs = {**execution.inputs, **self._sealed.get(execution.id, {})}
+        inputs, unavailable = dict(execution.inputs), None
+        if execution.redacted:
+            try:
+                inputs = self.secret_inputs.open(execution.group_id, execution.id)
+            except SecretInputsUnavailableError as error:
+                unavailable = str(error)
         return ExecutionJob(
             execution_id=execution.id, group_id=execution.group_id, run_name=execution.run_name,
             model=execution.model, agents=snapshot.get("agents", {}), tasks=snapshot.get("tasks", {}),
@@ -322,4 +358,6 @@ class ExecutionService:
             manager_llm=snapshot.get("manager_llm"), planning=bool(snapshot.get("planning")),
             reasoning=bool(snapshot.get("reasoning")), execution_type=execution.execution_type,
             crew_id=execution.crew_id, options=snapshot.get("options") or {}, version=execution.version,
+            crew_settings=snapshot.get("crew") or {},
+            unavailable=unavailable,
         )

@@ -32,6 +32,7 @@ from application.tasks import TaskService
 from domain.agent import Agent
 from domain.crew import Crew
 from domain.errors import ConflictError
+from domain.model_config import ModelCall
 from domain.name_index import NameIndex
 from domain.task import Task
 
@@ -110,6 +111,7 @@ class Generation:
     credentials: Mapping[str, str]
     allowed_tools: Collection[str]
     mock_response: str | None = None
+    call: ModelCall | None = None
 
 
 def normalised(name: str) -> str:
@@ -235,7 +237,8 @@ class Generator:
         ]
         problem = "no answer"
         for _ in range(self.attempts):
-            answer = self.client.complete(call.model, messages, call.credentials, mock_response=call.mock_response)
+            answer = self.client.complete(call.model, messages, call.credentials, mock_response=call.mock_response,
+                                          call=call.call)
             try:
                 return read_answer(kind, answer.text, call.allowed_tools)
             except Unusable as exc:

@@ -23,6 +23,7 @@ from application.generation import CrewSaver, GeneratedCrew, Generation, Generat
 from application.ports import CredentialSource, ModelClient, ModelResolver, TemplateSource, ToolCatalogue
 from domain.context import current_actor
 from domain.errors import InvalidError
+from domain.model_config import ModelCall, model_call
 from domain.template import render
 
 T = TypeVar("T")
@@ -53,7 +54,8 @@ class GenerationService:
     ) -> T:
         """Ask the model for one ``kind`` and return it checked (see ``Generator``)."""
         group = current_actor().group_id
-        model, provider, key_name = await self._model(group, self.model_key(requested_model))
+        model_call = await self._model(group, self.model_key(requested_model))
+        model = model_call.model
         allowed = await self._tools(group, tools)
         text = description if not brief else f"{description}\n\n{brief}"
         template = await self.templates.template_for(group, kind.template)
@@ -61,8 +63,8 @@ class GenerationService:
         offline = self.is_offline(model)
         call = Generation(
             model=model, prompt=prompt, allowed_tools=allowed,
-            credentials={} if offline else await self._credentials(group, provider, key_name),
-            mock_response=kind.offline_reply(description, allowed) if offline else None,
+            credentials={} if offline else await self._credentials(group),
+            mock_response=kind.offline_reply(description, allowed) if offline else None, call=model_call,
         )
         return await anyio.to_thread.run_sync(Generator(self.model_client).generate, kind, call)
 
@@ -71,18 +73,18 @@ class GenerationService:
         save = functools.partial(self.saver.save, crew, name=name, description=description, model=model)
         return await anyio.to_thread.run_sync(save)
 
-    async def _model(self, group: str, requested: str) -> tuple[str, str | None, str | None]:
-        """``(LiteLLM model, provider, API key name)`` for a model the group may use, else 422."""
+    async def _model(self, group: str, requested: str) -> ModelCall:
+        """How to call a model the group may use (as runs call it), else 422."""
         record: dict[str, Any] | None = await self.models.resolve_model(group, requested)
         if record is None:
             if self.is_offline(requested):
-                return requested, None, None
+                return ModelCall(model=requested)
             raise InvalidError(f"Unknown model '{requested}'",
                                errors=[("model", "not one of the group's models; GET /api/v1/models lists them")])
         if not record["enabled"]:
             raise InvalidError(f"Model '{requested}' is disabled",
                                errors=[("model", f"enable it with PATCH /api/v1/models/{record['key']}/toggle")])
-        return str(record["litellm_model"]), record.get("provider"), record.get("api_key_name")
+        return model_call(record)
 
     async def _tools(self, group: str, wanted: Sequence[str] | None) -> list[str]:
         """The tools the model may choose from: enabled for the group (and asked for, if listed)."""
@@ -91,12 +93,9 @@ class GenerationService:
             return sorted(enabled, key=str.casefold)
         return allowed_only(wanted, enabled)
 
-    async def _credentials(self, group: str, provider: str | None, key_name: str | None) -> dict[str, str]:
-        """The group's keys; a model's own ``api_key_name`` wins for its provider."""
+    async def _credentials(self, group: str) -> dict[str, str]:
+        """The group's keys (the model's ``api_key_name`` picks one of them at call time)."""
         try:
-            credentials = await self.credentials.credentials(group)
+            return await self.credentials.credentials(group)
         except ApiKeyDecryptionError as exc:
             raise InvalidError(str(exc), errors=[("api_keys", "set the key again")]) from None
-        if provider and key_name and key_name in credentials:
-            credentials[provider] = credentials[key_name]
-        return credentials

@@ -38,6 +38,9 @@ class ModelsService:
             model_id = self.own_model_id(key)
             if "key" in changes and str(changes["key"]).strip() != key:
                 self._refuse_builtin_key(changes["key"])
+            if changes.get("api_base") and "api_key_name" not in changes:
+                # A key chosen for the old endpoint is not sent to a new one unless named again.
+                changes = {**changes, "api_key_name": None}
             return self.documents.change(model_id, changes, expected_version)
         wanted = builtin.override(changes)
         return self._override(builtin, lambda seen: {k: v for k, v in wanted.items() if seen.get(k) != v},

@@ -22,6 +22,8 @@ from application.ports import DocumentLookup
 from domain.context import current_actor
 from domain.errors import InvalidError, NotFoundError
 
+CREW_SETTINGS = ("verbose", "max_rpm")  # a saved crew's settings that reach crewai's Crew
+
 
 @dataclass(frozen=True, slots=True)
 class PlanRequest:
@@ -53,6 +55,8 @@ class Plan:
     manager_llm: str | None
     crew_id: str | None
     crew_version: int | None
+    planning: bool = False
+    crew_settings: dict[str, Any] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +105,8 @@ class Planner:
         return Plan(
             agents=report.parsed.agents, tasks=report.parsed.tasks, model=str(draft.model),
             run_name=request.run_name or canvas_name, process=draft.process, manager_llm=draft.manager_llm,
-            crew_id=crew.get("id"), crew_version=crew.get("version"),
+            crew_id=crew.get("id"), crew_version=crew.get("version"), planning=bool(crew.get("planning")),
+            crew_settings={name: crew[name] for name in CREW_SETTINGS if crew.get(name) is not None},
         )
 
     async def check_schedule(self, fields: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from domain.errors import DomainError
+from domain.model_config import ModelCall
 
 
 class AgentDirectory(Protocol):
@@ -131,7 +132,8 @@ class ModelClient(Protocol):
     (no key for its provider: the message names the key to add; a model no
     provider serves) and ``ModelProviderError`` when the provider fails.
     ``mock_response`` is the exact text to answer with, through the same code
-    path (offline models and tests).
+    path (offline models and tests). ``call`` is the model's configuration
+    (endpoint, headers, sampling settings, key name) when the catalogue has one.
     """
 
     def complete(
@@ -141,6 +143,7 @@ class ModelClient(Protocol):
         credentials: Mapping[str, str],
         *,
         mock_response: str | None = None,
+        call: ModelCall | None = None,
     ) -> ModelCompletion:
         ...
 

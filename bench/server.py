@@ -55,13 +55,15 @@ class Databases:
 
 
 class ServerProcess:
-    """One ``python -m interface.cli serve`` (one uvicorn worker).
+    """One ``python -m interface.cli serve`` (one uvicorn worker), or another ``kasal`` command.
 
-    ``database_url=None`` means the embedded PostgreSQL under ``home``.
+    ``database_url=None`` means the embedded PostgreSQL under ``home``; ``command="worker"``
+    starts a crew worker (no HTTP: ``start`` returns once it runs, not once it answers).
     """
 
     def __init__(self, database_url: str | None, *, name: str, home: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, command: str = "serve") -> None:
+        self.command = command
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self._tmp: str | None = None
@@ -90,9 +92,11 @@ class ServerProcess:
         with self.log.open("ab") as log:
             began = time.perf_counter()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "interface.cli", "serve"], cwd=ROOT, env=self.env,
+                [sys.executable, "-m", "interface.cli", self.command], cwd=ROOT, env=self.env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
+        if self.command != "serve":
+            return time.perf_counter() - began
         deadline = began + timeout
         with httpx.Client(timeout=1.0) as client:
             while time.perf_counter() < deadline:

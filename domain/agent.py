@@ -6,6 +6,7 @@ from typing import Any
 
 from domain.base import Document, stable_topics
 from domain.errors import InvalidError
+from domain.run_options import agent_refusals, refuse
 
 DEFAULT_MODEL = "offline/echo"
 
@@ -50,6 +51,5 @@ class Agent(Document):
                 "Agent is missing required fields: " + ", ".join(missing),
                 errors=[(f, "Field required") for f in missing],
             )
-        # Kasal never lets agents run generated code; neither do we.
-        merged["allow_code_execution"] = False
+        refuse("agent", agent_refusals(merged))
         return merged

@@ -13,6 +13,7 @@ from typing import Any
 
 from domain.base import Document, stable_topics
 from domain.errors import InvalidError
+from domain.run_options import crew_refusals, refuse
 
 PROCESSES = ("sequential", "hierarchical")
 
@@ -54,4 +55,5 @@ class Crew(Document):
                 f"Unknown process {merged['process']!r}",
                 errors=[("process", "must be one of: " + ", ".join(PROCESSES))],
             )
+        refuse("crew", crew_refusals(merged))
         return merged

@@ -28,6 +28,9 @@ EVENT_BUDGET_BYTES = 12_000
 NAME_CHARS = 200
 NAME_FIELDS = ("agent", "task", "tool", "model", "name", "source", "level")
 ROOT_SPAN = "execution"
+MAX_LISTED = 32
+LISTED_CHARS = 80
+"""At most ``MAX_LISTED`` tool or header names, each cut to ``LISTED_CHARS``, are recorded per call."""
 LATEST_AT = 32_503_680_000.0  # 3000-01-01 in unix seconds
 
 
@@ -115,6 +118,15 @@ class TaskFailed(_Observation, frozen=True, tag="task_failed"):
 
 
 class LlmCall(_Observation, frozen=True, tag="llm_call"):
+    """One model call and the request behind it.
+
+    ``model`` is the LiteLLM name called; the request fields say what it was
+    called with: sampling settings, the other LiteLLM arguments
+    (``parameters``), the endpoint, the *names* of extra headers (never their
+    values, nor any key), the system prompt and the tools offered to the
+    agent. Events written before they existed decode with the defaults.
+    """
+
     model: str
     prompt: Text = ""
     response: Text = ""
@@ -124,6 +136,13 @@ class LlmCall(_Observation, frozen=True, tag="llm_call"):
     cost: float | None = None
     agent: str | None = None
     task: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    parameters: dict[str, Any] = {}
+    api_base: str | None = None
+    headers: list[str] = []
+    system_prompt: Text = ""
+    tools: list[str] = []
 
 
 class ToolUsed(_Observation, frozen=True, tag="tool_used"):
@@ -147,7 +166,7 @@ TEXT_FIELDS: dict[type, tuple[str, ...]] = {
     CrewCompleted: ("result",),
     AgentCompleted: ("output",),
     TaskCompleted: ("output",),
-    LlmCall: ("prompt", "response"),
+    LlmCall: ("prompt", "response", "system_prompt"),
     ToolUsed: ("input", "output"),
 }
 """Which fields of each observation may carry large text (offloaded by the application)."""
@@ -329,8 +348,23 @@ class ProgressBuilder:
         attributes = {
             "model": o.model, "agent": o.agent, "task": o.task, "prompt_tokens": o.prompt_tokens,
             "completion_tokens": o.completion_tokens, "cost": o.cost, "latency_ms": o.latency_ms,
-            "prompt": ref_of(o.prompt), "response": ref_of(o.response),
+            "prompt": ref_of(o.prompt), "response": ref_of(o.response), "request": request_of(o),
         }
         latency_s = o.latency_ms / 1000.0 if 0.0 <= o.latency_ms < 1e9 else 0.0
         started = max(0.0, o.at - latency_s)
         self._point("llm_call", o.model, started, o.at, self._parent(o.agent, o.task), "completed", attributes)
+
+
+def request_of(o: LlmCall) -> dict[str, Any]:
+    """The request a call made, small enough for an event: long lists and parameters cut."""
+    parameters: Any = o.parameters
+    encoded = msgspec.json.encode(parameters)
+    if len(encoded) > INLINE_BYTES:
+        parameters = {"truncated": clip_bytes(encoded.decode(errors="ignore"), PREVIEW_CHARS)}
+    return {
+        "model": o.model, "temperature": o.temperature, "max_tokens": o.max_tokens, "parameters": parameters,
+        "api_base": None if o.api_base is None else o.api_base[:NAME_CHARS],
+        "headers": [name[:LISTED_CHARS] for name in o.headers[:MAX_LISTED]],
+        "system_prompt": ref_of(o.system_prompt),
+        "tools": [name[:LISTED_CHARS] for name in o.tools[:MAX_LISTED]],
+    }

@@ -16,13 +16,16 @@ import math
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+import msgspec
+
 from domain.base import Document, stable_topics
 from domain.errors import ConflictError, InvalidError
+from domain.model_request import PARAMETERS, check_api_base, check_extra_headers, check_parameters, headers_to_store
 from domain.name_index import normalise_name
 from domain.tool import BUILTIN_GROUP
 
-__all__ = ["BUILTIN_GROUP", "ModelConfig", "ModelSetting", "KNOWN_PROVIDERS", "OFFLINE_PROVIDER",
-           "litellm_model", "effective_model", "builtin_model_id", "model_setting_id"]
+__all__ = ["BUILTIN_GROUP", "ModelConfig", "ModelSetting", "ModelCall", "KNOWN_PROVIDERS", "OFFLINE_PROVIDER",
+           "litellm_model", "effective_model", "model_call", "builtin_model_id", "model_setting_id"]
 
 OFFLINE_PROVIDER = "offline"
 
@@ -53,9 +56,11 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "parameters": {},
     "enabled": True,
     "extended_thinking": False,
+    "api_base": None,
+    "extra_headers": {},
 }
 OVERRIDABLE = ("enabled", "temperature", "context_window", "max_output_tokens", "api_key_name",
-               "parameters", "extended_thinking")
+               "parameters", "extended_thinking", "api_base", "extra_headers")
 """What a group may change about a built-in model; its identity (key, name, provider) is shared."""
 
 
@@ -67,9 +72,16 @@ def model_setting_id(group_id: str, model_id: UUID) -> UUID:
     return uuid5(NAMESPACE_URL, f"kasal:model-setting:{group_id}:{model_id}")
 
 
-def litellm_model(provider: str, name: str) -> str:
-    """The model string LiteLLM routes: OpenAI's are bare, others are ``provider/name``."""
-    if provider in ("openai", OFFLINE_PROVIDER) or name.startswith(f"{provider}/"):
+def litellm_model(provider: str, name: str, api_base: str | None = None) -> str:
+    """The model string LiteLLM routes: OpenAI's are bare, others are ``provider/name``.
+
+    A model on its own endpoint (``api_base``) is always prefixed: a self-hosted
+    server's model ids are unknown to LiteLLM, so only the prefix says which
+    protocol to speak.
+    """
+    if name.startswith(f"{provider}/") or provider == OFFLINE_PROVIDER:
+        return name
+    if provider == "openai" and not api_base:
         return name
     return f"{provider}/{name}"
 
@@ -114,16 +126,27 @@ class ModelConfig(Document):
                          + ", ".join(sorted(KNOWN_PROVIDERS)[:8]) + ", … (or 'offline')")],
             )
         merged["provider"] = provider
-        merged["api_key_name"] = merged["api_key_name"] or DEFAULT_API_KEY_NAMES.get(provider)
+        if isinstance(merged["api_base"], str):
+            merged["api_base"] = merged["api_base"].strip() or None
+        # A model with its own endpoint gets only the key it names: never the provider's by default.
+        default_key = None if merged["api_base"] else DEFAULT_API_KEY_NAMES.get(provider)
+        merged["api_key_name"] = merged["api_key_name"] or default_key
         problems = (
             _number(merged, "temperature", low=0, high=2, integer=False)
             + _number(merged, "context_window", low=1, high=100_000_000, integer=True)
             + _number(merged, "max_output_tokens", low=1, high=100_000_000, integer=True)
+            + check_parameters(parameters) + check_api_base(merged["api_base"])
+            + check_extra_headers(merged["extra_headers"])
         )
+        if provider == OFFLINE_PROVIDER and merged["api_base"]:
+            problems.append(("api_base", "offline models answer inside the service and have no endpoint"))
+        if merged["api_key_name"] is not None and not isinstance(merged["api_key_name"], str):
+            problems.append(("api_key_name", "Expected a string"))
         if problems:
             raise InvalidError("Invalid model configuration", errors=problems)
         merged["enabled"] = bool(merged["enabled"])
         merged["extended_thinking"] = bool(merged["extended_thinking"])
+        merged["extra_headers"] = headers_to_store(merged["extra_headers"])
         return merged
 
     @property
@@ -199,5 +222,41 @@ def effective_model(model: dict[str, Any], setting: dict[str, Any] | None) -> di
     for key in OVERRIDABLE:
         if setting and key in setting:
             seen[key] = setting[key]
-    seen["litellm_model"] = litellm_model(str(seen.get("provider", "")), str(seen.get("name", "")))
+    if setting and setting.get("api_base") and "api_key_name" not in setting:
+        seen["api_key_name"] = None  # a built-in's provider key never follows it to another endpoint
+    seen["litellm_model"] = litellm_model(str(seen.get("provider", "")), str(seen.get("name", "")),
+                                          seen.get("api_base") or None)
     return seen
+
+
+class ModelCall(msgspec.Struct, frozen=True, kw_only=True):
+    """How to call one model: its LiteLLM name and what every request to it carries.
+
+    ``parameters`` are further LiteLLM completion arguments (checked when the
+    model was written); ``api_key_name`` names the key of the group's key
+    store the call uses. A bare name (an ``llm`` no catalogue entry matches)
+    is called with LiteLLM's defaults.
+    """
+
+    model: str
+    temperature: float | None = None
+    max_tokens: int | None = None
+    parameters: dict[str, Any] = {}
+    api_base: str | None = None
+    extra_headers: dict[str, str] = {}
+    api_key_name: str | None = None
+
+
+def model_call(record: dict[str, Any]) -> ModelCall:
+    """The call configuration of a model as one group sees it (``effective_model``'s result)."""
+    return ModelCall(
+        model=str(record.get("litellm_model") or litellm_model(str(record.get("provider", "")),
+                                                                 str(record.get("name", "")), record.get("api_base"))),
+        temperature=record.get("temperature"),
+        max_tokens=record.get("max_output_tokens"),
+        parameters={k: v for k, v in (record.get("parameters") or {}).items()
+                    if k in PARAMETERS and k not in ("temperature", "max_tokens")},
+        api_base=record.get("api_base") or None,
+        extra_headers=dict(record.get("extra_headers") or {}),
+        api_key_name=record.get("api_key_name") or None,
+    )

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from domain.base import Document, KasalAggregate, stable_topics
 from domain.errors import InvalidError
+from domain.run_options import refuse, task_refusals
 
 TASK_DEFAULTS: dict[str, Any] = {
     "agent_id": None,
@@ -47,6 +48,7 @@ class Task(Document):
             )
         if merged["agent_id"] is not None:
             merged["agent_id"] = str(merged["agent_id"])
+        refuse("task", task_refusals(merged))
         return merged
 
     @property

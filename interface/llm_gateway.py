@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from domain.model_config import ModelCall
 from interface.settings import quiet_libraries
 
 
@@ -47,6 +48,7 @@ litellm: Any = _LazyLiteLLM()
 OFFLINE_PROVIDER = "offline"
 OFFLINE_DELAYS: dict[str, float] = {"offline/echo": 0.0, "offline/slow": 0.2}
 BACKING_MODEL = "openai/gpt-4o-mini"
+NO_KEY = "no-key"
 
 # Providers reachable without an API key (local servers, ambient cloud auth).
 KEYLESS_PROVIDERS = frozenset({"offline", "ollama", "ollama_chat", "vertex_ai", "bedrock", "sagemaker", "lm_studio"})
@@ -64,10 +66,10 @@ _SCHEMA_MARKER = "according to the following OpenAPI schema:"
 class MissingCredential(RuntimeError):
     """A real provider's model was requested but no API key was supplied for it."""
 
-    def __init__(self, model: str, provider: str) -> None:
+    def __init__(self, model: str, provider: str, key_name: str | None = None) -> None:
         self.model = model
         self.provider = provider
-        self.key_name = credential_name(provider)
+        self.key_name = key_name or credential_name(provider)
         super().__init__(
             f"model {model!r} (provider {provider!r}) needs an API key: add {self.key_name} to the credentials"
         )
@@ -82,6 +84,8 @@ class CompletionResult:
     completion_tokens: int
     cost: float | None
     latency_ms: float
+    request: dict[str, Any] | None = None
+    """What was sent besides the messages, safe to record (see ``recorded_request``)."""
 
 
 def provider_of(model: str) -> str:
@@ -112,16 +116,28 @@ def is_offline(model: str) -> bool:
     return model in OFFLINE_DELAYS
 
 
-def require_credential(model: str, credentials: Mapping[str, str]) -> str | None:
-    """The API key for ``model`` (None for keyless providers); never reads os.environ."""
+def require_credential(model: str, credentials: Mapping[str, str], call: ModelCall | None = None) -> str | None:
+    """The API key for ``model`` (None for keyless providers); never reads os.environ.
+
+    The model's ``api_key_name`` is looked up first. A model with its own
+    ``api_base`` gets only the key it names (none if it names none), so a
+    group's provider key never travels to an endpoint it was not meant for;
+    elsewhere the provider's key is the fallback.
+    """
     if is_offline(model):
         return None
     provider = provider_of(model)
     if provider == OFFLINE_PROVIDER:
         raise ValueError(f"unknown offline model {model!r}; choose one of {sorted(OFFLINE_DELAYS)}")
-    key = credentials.get(provider) or credentials.get(credential_name(provider))
+    named = call.api_key_name if call else None
+    key = credentials.get(named) if named else None
+    if call is not None and call.api_base:
+        if named and key is None:
+            raise MissingCredential(model, provider, named)
+        return key
+    key = key or credentials.get(provider) or credentials.get(credential_name(provider))
     if key is None and provider not in KEYLESS_PROVIDERS:
-        raise MissingCredential(model, provider)
+        raise MissingCredential(model, provider, named)
     return key
 
 
@@ -262,24 +278,63 @@ def _mock_payload(text: str, messages: Sequence[Mapping[str, Any]]) -> dict[str,
     }
 
 
+def call_params(call: ModelCall | None) -> dict[str, Any]:
+    """The LiteLLM arguments a model's configuration adds to each request (unset ones left out)."""
+    if call is None:
+        return {}
+    params: dict[str, Any] = dict(call.parameters)
+    if call.temperature is not None:
+        params["temperature"] = call.temperature
+    if call.max_tokens is not None:
+        params["max_tokens"] = call.max_tokens
+    if call.api_base:
+        params["api_base"] = call.api_base
+    if call.extra_headers:
+        params["extra_headers"] = dict(call.extra_headers)
+    return params
+
+
+_NOT_RECORDED = frozenset({"messages", "model", "api_key", "mock_response", "mock_delay", "extra_headers",
+                           "temperature", "max_tokens", "api_base", "timeout"})
+
+
+def recorded_request(model: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a call sent besides the messages, for the run's events: never a key or a header's value."""
+    return {
+        "model": model, "temperature": kwargs.get("temperature"), "max_tokens": kwargs.get("max_tokens"),
+        "api_base": kwargs.get("api_base"), "headers": sorted(kwargs.get("extra_headers") or {}),
+        "parameters": {k: v for k, v in kwargs.items() if k not in _NOT_RECORDED},
+    }
+
+
 def completion_kwargs(
     model: str,
     messages: Sequence[Mapping[str, Any]],
     credentials: Mapping[str, str],
     *,
     mock_response: str | None = None,
+    call: ModelCall | None = None,
     **params: Any,
 ) -> dict[str, Any]:
-    """Arguments for ``litellm.completion``; raises MissingCredential before any I/O."""
-    kwargs: dict[str, Any] = {"messages": list(messages), **params}
+    """Arguments for ``litellm.completion``; raises MissingCredential before any I/O.
+
+    ``call`` (the model's configuration) comes first, ``params`` (what the
+    caller adds for this request) over it. Offline models take the sampling
+    settings (they are recorded) but no endpoint or headers.
+    """
+    kwargs: dict[str, Any] = {"messages": list(messages), **call_params(call), **params}
     if is_offline(model):
+        kwargs.pop("api_base", None)
+        kwargs.pop("extra_headers", None)
         text = mock_response if mock_response is not None else offline_answer(model, messages)
         kwargs.update(model=BACKING_MODEL, mock_response=_mock_payload(text, messages))
         if OFFLINE_DELAYS[model]:
             kwargs["mock_delay"] = OFFLINE_DELAYS[model]
         return kwargs
-    api_key = require_credential(model, credentials)
+    api_key = require_credential(model, credentials, call)
     kwargs["model"] = model
+    if api_key is None and kwargs.get("api_base") and provider_of(model) not in KEYLESS_PROVIDERS:
+        api_key = NO_KEY  # OpenAI-style clients insist on one; a keyless self-hosted server ignores it
     if api_key is not None:
         kwargs["api_key"] = api_key
     if mock_response is not None:
@@ -300,10 +355,12 @@ def complete(
     credentials: Mapping[str, str],
     *,
     mock_response: str | None = None,
+    call: ModelCall | None = None,
     **params: Any,
 ) -> CompletionResult:
     """Call a model through LiteLLM and report text, usage, cost and latency."""
-    kwargs = completion_kwargs(model, messages, credentials, mock_response=mock_response, **params)
+    kwargs = completion_kwargs(model, messages, credentials, mock_response=mock_response, call=call, **params)
+    request = recorded_request(model, kwargs)
     started = time.perf_counter()
     response = litellm.completion(**kwargs)
     latency_ms = (time.perf_counter() - started) * 1000.0
@@ -314,4 +371,5 @@ def complete(
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         cost=0.0 if is_offline(model) else _cost(response),
         latency_ms=latency_ms,
+        request=request,
     )

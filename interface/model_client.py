@@ -14,6 +14,7 @@ from typing import Any
 
 from application.ports import ModelProviderError
 from domain.errors import InvalidError
+from domain.model_config import ModelCall
 from domain.redaction import REDACTED, KnownSecrets
 from interface import llm_gateway
 from interface.llm_gateway import CompletionResult, MissingCredential
@@ -54,10 +55,10 @@ class LiteLLMModelClient:
 
     def complete(
         self, model: str, messages: Sequence[Mapping[str, Any]], credentials: Mapping[str, str], *,
-        mock_response: str | None = None,
+        mock_response: str | None = None, call: ModelCall | None = None,
     ) -> CompletionResult:
         try:
-            llm_gateway.require_credential(model, credentials)
+            llm_gateway.require_credential(model, credentials, call)
         except MissingCredential as exc:
             raise InvalidError(
                 f"Model '{model}' needs an API key for {exc.provider}: add {exc.key_name} with POST /api/v1/api-keys",
@@ -66,7 +67,8 @@ class LiteLLMModelClient:
         except ValueError as exc:
             raise InvalidError(str(exc), errors=[("model", str(exc))]) from None
         try:
-            return self._complete(model, messages, credentials, mock_response=mock_response, timeout=self.timeout)
+            return self._complete(model, messages, credentials, mock_response=mock_response, call=call,
+                                  timeout=self.timeout)
         except Exception as exc:  # anything the provider call raises is the provider's failure
             message = scrub(str(getattr(exc, "message", "") or exc), credentials.values())
             log.warning("model %s failed (%s): %s", model, type(exc).__name__, message)

@@ -33,8 +33,9 @@ from application.executions import ExecutionJob, ExecutionService
 from application.store import KasalStore
 from domain.context import Actor, acting_as, current_actor
 from domain.errors import ConflictError, DomainError
-from domain.execution import RESTART_MESSAGE, Execution, placeholder_run_name
+from domain.execution import RESTART_MESSAGE, Execution, TransitionError, placeholder_run_name
 from domain.execution_progress import OUTCOMES, CrewCompleted, CrewFailed, Observation, Outcome
+from domain.model_config import ModelCall, model_call
 from interface.crew_runtime.messages import CrewJob
 from interface.runner_registry import RunnerRegistry
 from interface.waiting import wait_event
@@ -42,7 +43,11 @@ from interface.waiting import wait_event
 log = logging.getLogger("kasal.runner")
 
 FLUSH_INTERVAL_S = 0.2
-CANCEL_CHECK_S = 0.6
+FLUSH_IDLE_S = 0.6
+# How often the log is asked whether a run this runner holds was cancelled or ended by another
+# process (also at once whenever the projector moves): a crew stops well within a second.
+STOP_CHECK_S = 0.25
+SWEEP_INTERVAL_S = 300.0
 FLUSH_MAX_ITEMS = 200
 POLL_INTERVAL_S = 1.0
 FINISH_RETRY_S = 0.2
@@ -88,6 +93,8 @@ class _Run:
     # batches saved concurrently could be numbered out of the order the crew said them.
     flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
     following: bool = True
+    # Ended by another process (a force-stop): the crew is stopped and nothing more is recorded.
+    ended_elsewhere: bool = False
 
     def cancelled(self) -> bool:
         """Whether a stop was asked for (it may come at any await)."""
@@ -122,9 +129,11 @@ class ExecutionRunner:
         self.poll_interval_s = poll_interval_s
         self.runs: dict[uuid.UUID, _Run] = {}
         self._wake = asyncio.Event()
+        self._check_stops = asyncio.Event()
         self._stopping = asyncio.Event()
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._children: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------
@@ -134,6 +143,7 @@ class ExecutionRunner:
         self._event_loop = asyncio.get_running_loop()
         await in_thread(self.recover)
         self._task = asyncio.create_task(self._loop(), name="kasal-runner")
+        self._watcher = asyncio.create_task(self._watch_stops(), name="kasal-runner-stops")
 
     async def stop(self) -> None:
         """Stop claiming, stop the crews, give the runs a moment to record their ends, then cancel them.
@@ -142,9 +152,10 @@ class ExecutionRunner:
         whose liveness ends with the process: the next start's ``recover`` ends it.
         """
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for run in list(self.runs.values()):
             if run.process is not None:
                 await run.process.acancel()
@@ -163,6 +174,8 @@ class ExecutionRunner:
             return
         with contextlib.suppress(RuntimeError):  # the loop has closed, and this runner with it
             loop.call_soon_threadsafe(self._wake.set)
+            # What the projector just folded may be another process's cancel of a run held here.
+            loop.call_soon_threadsafe(self._check_stops.set)
 
     def recover(self) -> list[uuid.UUID]:
         """Cancel executions whose owner is gone (DESIGN §7).
@@ -189,7 +202,18 @@ class ExecutionRunner:
             recovered.append(execution_id)
         if recovered:
             log.warning("cancelled %d execution(s) left unfinished by a previous process", len(recovered))
+        self._sweep()
         return recovered
+
+    def _sweep(self) -> None:
+        """Destroy the sealed inputs of runs that ended without destroying them (best effort)."""
+        try:
+            swept = self.service.sweep_secret_inputs()
+        except Exception as exc:
+            log.warning("sweeping sealed inputs failed: %s", exc)
+            return
+        if swept:
+            log.info("destroyed the sealed inputs of %d ended execution(s)", swept)
 
     # -- claiming ----------------------------------------------------------
 
@@ -230,11 +254,15 @@ class ExecutionRunner:
         finally:
             unregister()
             self.runs.pop(job.execution_id, None)
+            self.service.forget(job.execution_id)
             self.wake()
 
     async def _execute(self, run: _Run) -> None:
         job = run.job
         await in_thread(self.service.mark_preparing, job.execution_id, self.runner_id)
+        if job.unavailable is not None:  # never run with "[REDACTED]" in place of a secret input
+            await self._finish(run, error=job.unavailable)
+            return
         crew_job = await self._crew_job(job)
         if run.cancelled():
             await self._finish(run)
@@ -282,22 +310,19 @@ class ExecutionRunner:
         # A provider error or a chatty model can repeat a key: never record one.
         self.service.protect(job.execution_id, credentials.values())
         agents = {key: dict(agent) for key, agent in job.agents.items()}
-        model = await self._litellm_model(job.group_id, job.model)
-        for agent in agents.values():
-            if agent.get("llm"):
-                agent["llm"] = await self._litellm_model(job.group_id, agent["llm"])
+        names = {job.model, job.manager_llm or "", *(str(agent.get(field) or "") for agent in agents.values()
+                                                      for field in ("llm", "function_calling_llm"))}
+        models = {name: await self._model_call(job.group_id, name) for name in sorted(names) if name}
         return CrewJob(
             execution_id=str(job.execution_id), agents=agents, tasks=job.tasks, inputs=job.inputs,
-            process=job.process, model=model, manager_llm=job.manager_llm, planning=job.planning,
-            credentials=credentials, timeout_s=self.timeout_s,
+            process=job.process, model=job.model, manager_llm=job.manager_llm, planning=job.planning,
+            credentials=credentials, timeout_s=self.timeout_s, models=models, crew=job.crew_settings,
         )
 
-    async def _litellm_model(self, group_id: str, name: str) -> str:
-        """A model key of the group's catalogue becomes its LiteLLM string; others pass as given."""
-        if not name:
-            return name
+    async def _model_call(self, group_id: str, name: str) -> ModelCall:
+        """How to call what ``name`` means in the group's catalogue (a name it lacks is called as is)."""
         record = await self.models(group_id, name)
-        return str(record.get("litellm_model") or name) if record else name
+        return model_call(record) if record else ModelCall(model=name)
 
     async def _flush_periodically(self, run: _Run) -> None:
         """Append what the child said: at once after a quiet spell, then at most every interval.
@@ -306,9 +331,8 @@ class ExecutionRunner:
         crew is still appended a few batches per second, not one event a line.
         """
         last_flush = 0.0
-        last_cancel_check = time.monotonic()
         while True:
-            await wait_event(run.pending, CANCEL_CHECK_S)
+            await wait_event(run.pending, FLUSH_IDLE_S)
             run.pending.clear()
             if not run.following:
                 return
@@ -319,27 +343,73 @@ class ExecutionRunner:
                     await asyncio.sleep(wait)
                 last_flush = time.monotonic()
                 await self._flush(run)
-            if now - last_cancel_check >= CANCEL_CHECK_S and run.cancel_reason is None:
-                last_cancel_check = now
-                await self._watch_for_remote_cancel(run)
 
-    async def _watch_for_remote_cancel(self, run: _Run) -> None:
-        """A cancel recorded by another process (the API of a multi-process deployment)."""
-        execution = await in_thread(self.store.find, run.job.execution_id)
-        requested = getattr(execution, "cancel_requested", None)
-        if requested:
+    async def _watch_stops(self) -> None:
+        """Stop the crews of held runs that another process cancelled, stopped or force-stopped.
+
+        A cancel or stop recorded elsewhere (``CancelRequested``) is carried out
+        as in this process: the child is stopped and CANCELLED recorded as the
+        user who asked. A force-stop has recorded CANCELLED already: the child is
+        stopped and nothing more is recorded. The log itself is asked (not a read
+        model), every ``STOP_CHECK_S`` and whenever the projector moves. Old sealed
+        inputs are swept from here too.
+        """
+        last_sweep = time.monotonic()
+        while True:
+            await wait_event(self._check_stops, STOP_CHECK_S)
+            self._check_stops.clear()
+            held = [run for run in self.runs.values() if not run.cancelled()]
+            if held:
+                try:
+                    found = await in_thread(self._executions, [run.job.execution_id for run in held])
+                except Exception as exc:
+                    log.warning("checking held runs for cancels failed: %s", exc)
+                    found = {}
+                for run in held:
+                    execution = found.get(run.job.execution_id)
+                    if isinstance(execution, Execution) and not run.cancelled():
+                        self._stop_if_asked(run, execution)
+            if time.monotonic() - last_sweep >= SWEEP_INTERVAL_S:
+                last_sweep = time.monotonic()
+                await in_thread(self._sweep)
+
+    def _executions(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        return {execution_id: self.store.find(execution_id) for execution_id in ids}
+
+    def _stop_if_asked(self, run: _Run, execution: Execution) -> None:
+        requested = execution.cancel_requested
+        if execution.finished:
+            if not run.following and run.process is not None:
+                return  # the crew has ended and this runner recorded how
+            self._ended_elsewhere(run, execution.timeline[-1]["message"] if execution.timeline else "ended")
+        elif requested:
             run.cancel_by = Actor(run.job.group_id, str(requested.get("actor") or "unknown"), "operator",
                                   str(run.job.execution_id))
             run.cancel_reason = str(requested.get("reason") or "Cancelled by user")
             if run.process is not None:
-                await run.process.acancel()
+                self._background(run.process.acancel())
+
+    def _ended_elsewhere(self, run: _Run, reason: str) -> None:
+        """The run was ended by another process: stop its crew, record nothing more."""
+        if run.ended_elsewhere:
+            return
+        run.ended_elsewhere = True
+        run.cancel_reason = run.cancel_reason or reason
+        run.buffer = []
+        log.info("execution %s was ended elsewhere (%s); stopping its crew", run.job.execution_id, reason)
+        if run.process is not None:
+            self._background(run.process.acancel())
 
     async def _flush(self, run: _Run) -> None:
         async with run.flushing:
-            if not run.buffer:
+            if not run.buffer or run.ended_elsewhere:
+                run.buffer = []
                 return
             batch, run.buffer = run.buffer, []
-            await in_thread(self.service.record_progress, run.job.execution_id, batch)
+            try:
+                await in_thread(self.service.record_progress, run.job.execution_id, batch)
+            except TransitionError:  # ended elsewhere before the watcher noticed
+                self._ended_elsewhere(run, "ended by another process")
 
     async def _finish(self, run: _Run, *, result: Any = None, error: str | None = None) -> None:
         """Record how the run ended: CANCELLED when asked to stop, else FAILED or COMPLETED.
@@ -352,7 +422,7 @@ class ExecutionRunner:
         """
         execution_id = run.job.execution_id
         retry_in = FINISH_RETRY_S
-        while True:
+        while not run.ended_elsewhere:
             try:
                 if run.cancel_reason is not None:
                     with acting_as(run.cancel_by or current_actor()):

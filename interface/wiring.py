@@ -42,6 +42,7 @@ from application.planning import Planner
 from application.ports import Clock, ModelClient, SecretBox
 from application.run_names import RunNamer
 from application.schedules import SchedulerService, ScheduleService
+from application.sealed_inputs import SealedInputs
 from application.store import KasalStore, postgres_env
 from application.tasks import TaskService
 from application.templates import TemplateService
@@ -62,6 +63,7 @@ from interface.model_client import LiteLLMModelClient
 from interface.runner import CrewRuntimePort, ExecutionRunner, new_runner_id
 from interface.runner_registry import RunnerRegistry
 from interface.scheduler import SchedulerLoop, SystemClock, ThreadedPlanner
+from interface.sealed_inputs_store import PostgresSealedRows
 from interface.secret_box import SecretBox as AesSecretBox
 from interface.settings import Settings
 from projections.access_tokens import AccessTokenProjection, AccessTokenView
@@ -140,6 +142,7 @@ class Kasal:
     pool: AsyncConnectionPool
     sync_pool: ConnectionPool
     content: PostgresContentStore
+    sealed_rows: PostgresSealedRows
     projector: Projector
     views: Views
     services: Services
@@ -183,6 +186,7 @@ class Kasal:
         await self.run(functools.partial(self.sync_pool.open, wait=True, timeout=30))
         self._on_stop("the command pool", self.run, self.sync_pool.close)
         await self.run(self.content.create_table)
+        await self.run(self.sealed_rows.create_table)
         self.projector.start()
         self._on_stop("the projector", self.run, self.projector.stop)
         await self.projector.wait_for(await self.run(self.store.max_position), 60)
@@ -324,7 +328,9 @@ def wire(
     content = PostgresContentStore(sync_pool)
     references = ReferenceQueries(sync_pool)
     busy_limit = settings.max_concurrent_executions if settings.reject_when_busy else None
-    executions = ExecutionService(store, content, ExecutionIndexQueries(sync_pool), busy_limit=busy_limit)
+    sealed_rows = PostgresSealedRows(sync_pool)
+    executions = ExecutionService(store, content, ExecutionIndexQueries(sync_pool), busy_limit=busy_limit,
+                                  secret_inputs=SealedInputs(secret_box, sealed_rows))
     agents, tasks, crews = AgentService(store, references), TaskService(store, references), CrewService(store)
     api_keys = ApiKeyService(store, secret_box)
     credentials = GroupCredentials(api_keys, views.api_keys)
@@ -359,7 +365,8 @@ def wire(
         control=ExecutionControl(executions, planner, rows=views.executions, cancellations=cancellations),
     )
     return Kasal(
-        settings=settings, store=store, pool=pool, sync_pool=sync_pool, content=content, projector=projector,
+        settings=settings, store=store, pool=pool, sync_pool=sync_pool, content=content, sealed_rows=sealed_rows,
+        projector=projector,
         views=views, services=services, authenticator=authenticator or authenticator_for(settings, token_lookup),
         token_lookup=token_lookup, cancellations=cancellations, registry=registry, runner=runner,
         scheduler=SchedulerLoop(scheduler, views.next_run, clock, scheduler_planner), crew_runtime=crew_runtime,

@@ -2,11 +2,17 @@
 
 One transaction per page applies up to ``page_size`` notifications to every
 projection and moves each projection's tracking row, so a crash anywhere
-leaves tables and positions consistent (exactly-once, restartable). It is
-woken right after each local save and polls briefly for other processes'
-writes. With several processes, the one holding a PostgreSQL advisory lock
-writes; the others follow the tracking table so their read-your-writes waits
-still resolve.
+leaves tables and positions consistent (exactly-once, restartable). With
+several processes, the one holding a PostgreSQL advisory lock writes; the
+others follow it, so their read-your-writes waits, streams and runners still
+resolve.
+
+Nothing polls briskly: the leader wakes right after each local save and on
+the event store's own ``NOTIFY`` (sent in the insert transaction, so heard
+only once the events can be read), and each page's transaction sends
+``NOTIFY kasal_projected, '<position>'``, which moves every follower at once.
+The tracking table is still read every ``poll_interval`` (and every tenth of
+a second while the listening connection is down), for a notification lost.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import psycopg
 
 from application.store import KasalStore
 from projections.base import Projection
+from projections.notifications import Notifications
 
 log = logging.getLogger("kasal.projector")
 
@@ -33,6 +40,9 @@ CREATE TABLE IF NOT EXISTS projection_tracking (
     position bigint NOT NULL
 )
 """
+PROJECTED_CHANNEL = "kasal_projected"
+FALLBACK_POLL_S = 1.0
+UNHEARD_POLL_S = 0.1  # while notifications cannot be heard
 
 
 class ProjectorBusyError(RuntimeError):
@@ -49,8 +59,10 @@ class Projector:
         projections: Sequence[Projection],
         *,
         page_size: int = 1000,
-        poll_interval: float = 0.1,
+        poll_interval: float = FALLBACK_POLL_S,
     ) -> None:
+        """``poll_interval`` is the fallback: how often the log (leader) or the tracking
+        table (follower) is read when no notification came."""
         self.conninfo = conninfo
         self.store = store
         self.projections = list(projections)
@@ -69,10 +81,19 @@ class Projector:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
+        self._position_lock = threading.Lock()
+        # Other parts of the process may listen on this connection too (before or after start).
+        self.notifications = Notifications(conninfo)
+        appended = getattr(store.recorder, "channel_name", None)
+        if appended:
+            self.notifications.on(appended, self._on_appended)
+        self.notifications.on(PROJECTED_CHANNEL, self._on_projected)
+        self.notifications.on_connected(self._wake.set)
 
     # -- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
+        self.notifications.start()
         self._thread = threading.Thread(target=self._run, name="kasal-projector", daemon=True)
         self._thread.start()
 
@@ -85,6 +106,7 @@ class Projector:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.notifications.stop()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -137,9 +159,10 @@ class Projector:
             return self._cond.wait_for(lambda: self.position >= position, timeout)
 
     def _advance(self, position: int) -> None:
-        if position <= self.position:
-            return
-        self.position = position
+        with self._position_lock:  # the projector's thread and the listening thread both advance
+            if position <= self.position:
+                return
+            self.position = position
         with self._cond:
             self._cond.notify_all()
         with self._waiters_lock:
@@ -168,7 +191,23 @@ class Projector:
                 self._stop.wait(1.0)
                 continue
             if not busy:
-                self._wake.wait(self.poll_interval)
+                self._wake.wait(self.poll_interval if self.notifications.connected else UNHEARD_POLL_S)
+
+    def _on_appended(self, _payload: str) -> None:
+        """Events were committed (by any process): the leader projects them now."""
+        if self.leader:
+            self._wake.set()
+
+    def _on_projected(self, payload: str) -> None:
+        """The leader committed a page up to ``payload``: a follower's read models are there now."""
+        if self.leader:
+            return
+        try:
+            position = int(payload)
+        except ValueError:
+            self._wake.set()  # not ours to parse: read the tracking table instead
+            return
+        self._advance(position)
 
     def _step(self) -> bool:
         conn = self._connection()
@@ -257,10 +296,15 @@ class Projector:
                 "UPDATE projection_tracking SET position = %s WHERE name = ANY(%s) AND position < %s",
                 (last, [p.name for p in self.projections], last),
             )
+            self._announce(cur, last)
         for name in self._positions:
             self._positions[name] = max(self._positions[name], last)
         self._advance(last)
         return len(notifications)
+
+    def _announce(self, cur: psycopg.Cursor[Any], position: int) -> None:
+        """Tell followers in other processes, on commit, that the read models reached ``position``."""
+        cur.execute("SELECT pg_notify(%s, %s)", (PROJECTED_CHANNEL, str(position)))
 
     # -- maintenance -----------------------------------------------------
 

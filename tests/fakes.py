@@ -50,6 +50,8 @@ class ModelCall:
     messages: list[dict[str, Any]]
     credentials: dict[str, str]
     mock_response: str | None
+    call: Any = None
+    """The model's configuration the caller passed (``domain.model_config.ModelCall``), if any."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,9 @@ class FakeModelClient:
 
     def complete(
         self, model: str, messages: Sequence[Mapping[str, Any]], credentials: Mapping[str, str], *,
-        mock_response: str | None = None,
+        mock_response: str | None = None, call: Any = None,
     ) -> FakeCompletion:
-        self.calls.append(ModelCall(model, [dict(m) for m in messages], dict(credentials), mock_response))
+        self.calls.append(ModelCall(model, [dict(m) for m in messages], dict(credentials), mock_response, call))
         if not self.replies:
             raise AssertionError("the model was called more often than the test scripted")
         reply = self.replies.pop(0)
@@ -97,7 +99,8 @@ class ScriptedCompletion:
     ) -> Any:
         from interface.llm_gateway import complete
 
-        self.calls.append(ModelCall(model, [dict(m) for m in messages], dict(credentials), mock_response))
+        self.calls.append(ModelCall(model, [dict(m) for m in messages], dict(credentials), mock_response,
+                                    params.get("call")))
         if not self.replies:
             raise AssertionError("the model was called more often than the test scripted")
         return complete(model, messages, credentials, mock_response=self.replies.pop(0), **params)

@@ -91,6 +91,7 @@ AGENT_CHECKS: dict[str, Check] = {
     "llm": text,
     "function_calling_llm": text,
     "tools": name_list,
+    "tool_configs": mapping,
     "allow_delegation": boolean,
     "verbose": boolean,
     "memory": boolean,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from domain.run_options import Refusal, agent_refusals, task_refusals
+
 from ._checker import Checker, Names, Policy
 from ._model import CrewReport, ParsedCrew
 from ._options import (
@@ -118,8 +120,18 @@ def _check_agent(key: str, entry: dict[str, object], checker: Checker) -> None:
     checker.tools(entry, path)
     checker.model(entry.get("llm"), child(path, "llm"))
     checker.model(entry.get("function_calling_llm"), child(path, "function_calling_llm"))
+    _refuse(agent_refusals(entry), path, checker)
     if entry.get("llm") is None and checker.policy.default_model is None:
         checker.warn(child(path, "llm"), "is not set and no default model is configured")
+
+
+def _refuse(refusals: list[Refusal], path: str, checker: Checker) -> None:
+    """What a run could not honour is an error here too, worded as when a document is written."""
+    for parts, reason in refusals:
+        at = path
+        for part in parts:
+            at = child(at, part)
+        checker.error(at, reason)
 
 
 def _check_tasks(
@@ -137,6 +149,7 @@ def _check_task(key: str, entry: dict[str, object], agent_keys: Names | None, ch
     path = child(TASKS, key)
     checker.options(entry, path, TASK_SPEC)
     checker.tools(entry, path)
+    _refuse(task_refusals(entry), path, checker)
     if agent_keys is None:
         return entry
     return _assign_agent(entry, child(path, "agent"), agent_keys, checker)

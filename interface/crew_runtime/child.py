@@ -8,12 +8,15 @@ The service process itself must never import it (see ``runtime.py``).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
+
+import msgspec
 
 from interface.settings import quiet_libraries
 
@@ -30,9 +33,11 @@ from crewai.events.types.llm_events import LLMCallType  # noqa: E402
 from crewai.llms.base_llm import BaseLLM, llm_call_context  # noqa: E402
 from crewai.tools import BaseTool  # noqa: E402
 from litellm._internal_context import is_internal_call  # noqa: E402
-from pydantic import PrivateAttr  # noqa: E402
+from pydantic import BaseModel, PrivateAttr, create_model  # noqa: E402
 
 from domain import execution_progress as ep  # noqa: E402
+from domain.model_config import ModelCall  # noqa: E402
+from domain.run_options import schema_of  # noqa: E402
 from interface.crew_runtime.messages import CrewJob, decode_job, encode  # noqa: E402
 from interface.crew_runtime.tools import UnknownTool, builtin_tool_factory  # noqa: E402
 from interface.llm_gateway import (  # noqa: E402
@@ -45,9 +50,18 @@ from interface.llm_gateway import (  # noqa: E402
 )
 
 ToolFactory = Callable[[str], BaseTool]
+# Passed to crewai as they are; the rest of an agent's fields are translated in ``_agent``
+# (llm, temperature, max_tokens, function_calling_llm, tools, tool_configs) or refused when
+# written (``domain/run_options.py``). README "What a run honours" lists every field.
 AGENT_OPTIONS = ("allow_delegation", "verbose", "max_iter", "max_rpm", "max_execution_time",
-                 "max_retry_limit", "respect_context_window", "inject_date", "reasoning")
-TASK_OPTIONS = ("async_execution", "markdown")
+                 "max_retry_limit", "respect_context_window", "inject_date", "reasoning", "cache",
+                 "use_system_prompt", "system_template", "prompt_template", "response_template",
+                 "date_format", "max_reasoning_attempts", "use_better_compaction", "planning")
+AGENT_CALL_OPTIONS = ("temperature", "max_tokens")
+TASK_OPTIONS = ("async_execution", "markdown", "allow_crewai_trigger_context")
+TASK_CONFIG_OPTIONS = ("markdown", "output_json", "output_pydantic")
+SCHEMA_OPTIONS = ("output_json", "output_pydantic")
+CREW_OPTIONS = ("verbose", "max_rpm")
 
 
 class JobError(ValueError):
@@ -81,12 +95,16 @@ class ServiceLLM(BaseLLM):  # type: ignore[misc]  # mypy skips crewai, so BaseLL
     llm_type: str = "kasal"
     _credentials: dict[str, str] = PrivateAttr(default_factory=dict)
     _sender: Sender | None = PrivateAttr(default=None)
+    _call: ModelCall | None = PrivateAttr(default=None)
 
     @classmethod
-    def create(cls, model: str, credentials: Mapping[str, str], sender: Sender | None) -> ServiceLLM:
-        llm = cls(model=model)
+    def create(cls, call: ModelCall | str, credentials: Mapping[str, str], sender: Sender | None) -> ServiceLLM:
+        """An LLM calling ``call`` (a model's configuration, or a bare LiteLLM name)."""
+        call = ModelCall(model=call) if isinstance(call, str) else call
+        llm = cls(model=call.model, temperature=call.temperature, max_tokens=call.max_tokens)
         llm._credentials = dict(credentials)
         llm._sender = sender
+        llm._call = call
         return llm
 
     def supports_function_calling(self) -> bool:
@@ -116,7 +134,7 @@ class ServiceLLM(BaseLLM):  # type: ignore[misc]  # mypy skips crewai, so BaseLL
         with llm_call_context():
             self._emit_call_started_event(messages=messages, from_task=from_task, from_agent=from_agent)
             try:
-                result = complete(self.model, messages, self._credentials, **params)
+                result = complete(self.model, messages, self._credentials, call=self._call, **params)
             except Exception as exc:
                 self._emit_call_failed_event(str(exc), from_task, from_agent)
                 raise
@@ -126,13 +144,37 @@ class ServiceLLM(BaseLLM):  # type: ignore[misc]  # mypy skips crewai, so BaseLL
             self._track_token_usage_internal(usage)
             self._emit_call_completed_event(text, LLMCallType.LLM_CALL, from_task, from_agent, messages, usage)
         if self._sender is not None:
+            request = result.request or {}
             self._sender.send(ep.LlmCall(
                 model=self.model, prompt=prompt_text(messages), response=text,
                 prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                 latency_ms=result.latency_ms, cost=result.cost,
                 agent=getattr(from_agent, "role", None), task=task_key(from_task), at=time.time(),
+                temperature=request.get("temperature"), max_tokens=request.get("max_tokens"),
+                parameters=request.get("parameters") or {}, api_base=request.get("api_base"),
+                headers=list(request.get("headers") or []), system_prompt=system_prompt(messages),
+                tools=offered_tools(from_agent, tools),
             ))
         return text
+
+
+def system_prompt(messages: Any) -> str:
+    """The first system message's text ("" when the call has none)."""
+    for message in messages:
+        if isinstance(message, Mapping) and message.get("role") == "system":
+            return prompt_text([message]).removeprefix("system: ")
+    return ""
+
+
+def offered_tools(agent: Any, tools: Any = None) -> list[str]:
+    """Names of the tools the calling agent may use now (its executor's, which include the task's)."""
+    offered = tools or getattr(getattr(agent, "agent_executor", None), "tools", None) or getattr(agent, "tools", None)
+    names = []
+    for tool in offered or []:
+        name = tool.get("function", {}).get("name") if isinstance(tool, Mapping) else getattr(tool, "name", None)
+        if name:
+            names.append(str(name))
+    return names
 
 
 def check_credentials(job: CrewJob) -> None:
@@ -140,8 +182,10 @@ def check_credentials(job: CrewJob) -> None:
     models = {spec.get("llm") or job.model for spec in job.agents.values()}
     models |= {job.model} if job.planning else set()
     models |= {job.manager_llm} if job.manager_llm else set()
-    for model in sorted(models):
-        require_credential(model, job.credentials)
+    models |= {spec["function_calling_llm"] for spec in job.agents.values() if spec.get("function_calling_llm")}
+    for name in sorted(models):
+        call = job.call(name)
+        require_credential(call.model, job.credentials, call)
 
 
 def _field(spec: Mapping[str, Any], name: str, kind: str, key: str) -> Any:
@@ -153,38 +197,19 @@ def _field(spec: Mapping[str, Any], name: str, kind: str, key: str) -> Any:
 def build_crew(job: CrewJob, sender: Sender | None, tool_factory: ToolFactory) -> Crew:
     """Translate the job into crewai objects; inputs are interpolated by kickoff."""
     def llm(model: str) -> ServiceLLM:
-        return ServiceLLM.create(model, job.credentials, sender)
+        return ServiceLLM.create(job.call(model), job.credentials, sender)
 
-    agents: dict[str, Agent] = {}
-    for key, spec in job.agents.items():
-        options = {name: spec[name] for name in AGENT_OPTIONS if name in spec}
-        options.setdefault("allow_delegation", False)
-        agents[key] = Agent(
-            role=_field(spec, "role", "agent", key), goal=_field(spec, "goal", "agent", key),
-            backstory=spec.get("backstory", ""),
-            llm=llm(spec.get("llm") or job.model),
-            tools=[tool_factory(name) for name in spec.get("tools", [])], **options,
-        )
+    def agent_llm(model: str, spec: Mapping[str, Any]) -> ServiceLLM:
+        """The agent's own temperature and max_tokens win over its model's."""
+        tuned = {name: spec[name] for name in AGENT_CALL_OPTIONS if spec.get(name) is not None}
+        return ServiceLLM.create(msgspec.structs.replace(job.call(model), **tuned), job.credentials, sender)
+
+    agents = {key: _agent(key, spec, agent_llm(spec.get("llm") or job.model, spec), llm, tool_factory)
+              for key, spec in job.agents.items()}
     tasks: dict[str, Task] = {}
     for key, spec in job.tasks.items():
-        agent_key = spec.get("agent")
-        if agent_key is not None and agent_key not in agents:
-            raise JobError(f"task {key!r} names unknown agent {agent_key!r}")
-        if agent_key is None and job.process != "hierarchical":
-            raise JobError(f"task {key!r} has no agent (only hierarchical crews may omit it)")
-        missing = [name for name in spec.get("context", []) if name not in tasks]
-        if missing:
-            raise JobError(f"task {key!r} uses context {missing} that is not an earlier task")
-        options = {name: spec[name] for name in TASK_OPTIONS if name in spec}
-        if "context" in spec:  # absent means crewai's default: the previous task's output
-            options["context"] = [tasks[name] for name in spec["context"]]
-        tasks[key] = Task(
-            name=key, description=_field(spec, "description", "task", key),
-            expected_output=_field(spec, "expected_output", "task", key),
-            agent=agents.get(agent_key) if agent_key else None,
-            tools=[tool_factory(name) for name in spec.get("tools", [])], **options,
-        )
-    crew_options: dict[str, Any] = {}
+        tasks[key] = _task(key, spec, job, agents, tasks, tool_factory)
+    crew_options: dict[str, Any] = {name: job.crew[name] for name in CREW_OPTIONS if job.crew.get(name) is not None}
     if job.process == "hierarchical":
         if not job.manager_llm:
             raise JobError("a hierarchical crew needs manager_llm")
@@ -193,8 +218,82 @@ def build_crew(job: CrewJob, sender: Sender | None, tool_factory: ToolFactory) -
         raise JobError(f"unknown process {job.process!r}; use 'sequential' or 'hierarchical'")
     if job.planning:
         crew_options.update(planning=True, planning_llm=llm(job.model))
+    crew_options.setdefault("verbose", False)
     return Crew(name=job.execution_id, agents=list(agents.values()), tasks=list(tasks.values()),
-                process=Process(job.process), verbose=False, **crew_options)
+                process=Process(job.process), **crew_options)
+
+
+def _agent(
+    key: str, spec: Mapping[str, Any], model: ServiceLLM, llm: Callable[[str], ServiceLLM], tool_factory: ToolFactory,
+) -> Agent:
+    options = {name: spec[name] for name in AGENT_OPTIONS if spec.get(name) is not None}
+    options.setdefault("allow_delegation", False)
+    if spec.get("function_calling_llm"):
+        options["function_calling_llm"] = llm(spec["function_calling_llm"])
+    configs = spec.get("tool_configs") or {}
+    tools = [configured_tool(tool_factory(name), configs.get(name)) for name in spec.get("tools", [])]
+    return Agent(
+        role=_field(spec, "role", "agent", key), goal=_field(spec, "goal", "agent", key),
+        backstory=spec.get("backstory", ""), llm=model, tools=tools, **options,
+    )
+
+
+def _task(
+    key: str, spec: Mapping[str, Any], job: CrewJob, agents: Mapping[str, Agent], earlier: Mapping[str, Task],
+    tool_factory: ToolFactory,
+) -> Task:
+    agent_key = spec.get("agent")
+    if agent_key is not None and agent_key not in agents:
+        raise JobError(f"task {key!r} names unknown agent {agent_key!r}")
+    if agent_key is None and job.process != "hierarchical":
+        raise JobError(f"task {key!r} has no agent (only hierarchical crews may omit it)")
+    missing = [name for name in spec.get("context", []) if name not in earlier]
+    if missing:
+        raise JobError(f"task {key!r} uses context {missing} that is not an earlier task")
+    config = spec.get("config") or {}
+    options = {name: config[name] for name in TASK_CONFIG_OPTIONS if config.get(name) not in (None, "")}
+    options |= {name: spec[name] for name in (*TASK_OPTIONS, *SCHEMA_OPTIONS) if spec.get(name) not in (None, "")}
+    for name in SCHEMA_OPTIONS:
+        if name in options:
+            options[name] = output_model(f"{key}_{name}", options[name])
+    if "context" in spec:  # absent means crewai's default: the previous task's output
+        options["context"] = [earlier[name] for name in spec["context"]]
+    return Task(
+        name=key, description=_field(spec, "description", "task", key),
+        expected_output=_field(spec, "expected_output", "task", key),
+        agent=agents.get(agent_key) if agent_key else None,
+        tools=[tool_factory(name) for name in spec.get("tools", [])], **options,
+    )
+
+
+def configured_tool(tool: BaseTool, options: Mapping[str, Any] | None) -> BaseTool:
+    """The tool with an agent's ``tool_configs`` entry applied; an option it lacks fails the run."""
+    if not options:
+        return tool
+    unknown = sorted(set(options) - set(type(tool).model_fields) - {"name", "args_schema"})
+    fixed = sorted(set(options) & {"name", "args_schema"})
+    if unknown or fixed:
+        raise JobError(f"tool {tool.name!r} has no option {', '.join(map(repr, unknown or fixed))}; "
+                       f"its options: {', '.join(sorted(set(type(tool).model_fields) - {'name', 'args_schema'}))}")
+    return tool.model_copy(update=dict(options))
+
+
+_JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool,
+                               "array": list, "object": dict}
+
+
+def output_model(name: str, value: Any) -> type[BaseModel]:
+    """A pydantic model for a task's ``output_json``/``output_pydantic`` JSON schema (one level deep)."""
+    schema = schema_of(value)
+    if schema is None:
+        raise JobError(f"{name} is not a JSON schema of an object")
+    required = set(schema.get("required") or [])
+    fields: dict[str, Any] = {}
+    for prop, sub in (schema.get("properties") or {}).items():
+        kind = _JSON_TYPES.get(str(sub.get("type")) if isinstance(sub, Mapping) else "", Any)
+        fields[prop] = (kind, ...) if prop in required else (kind | None, None)
+    model: type[BaseModel] = create_model(re.sub(r"\W", "_", str(schema.get("title") or name)), **fields)
+    return model
 
 
 class _Timestamped(Protocol):
@@ -277,6 +376,15 @@ class EventForwarder:
             self._sender.send(message)
 
 
+def result_text(output: Any) -> str:
+    """The crew's answer; a last task with ``output_json``/``output_pydantic`` answers its JSON."""
+    if output.json_dict:
+        return json.dumps(output.json_dict)
+    if output.pydantic is not None:
+        return str(output.pydantic.model_dump_json())
+    return str(output.raw)
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, (MissingCredential, UnknownTool, JobError)):
         return str(exc)
@@ -296,7 +404,7 @@ def main(conn: Connection, payload: bytes, tool_factory: ToolFactory | None = No
         started = time.perf_counter()
         output = crew.kickoff(inputs=dict(job.inputs))
         sender.log("info", "runtime", f"crew finished in {time.perf_counter() - started:.2f} s")
-        sender.send(ep.CrewCompleted(result=output.raw, at=time.time()))
+        sender.send(ep.CrewCompleted(result=result_text(output), at=time.time()))
     except Exception as exc:
         sender.send(ep.CrewFailed(error=_describe(exc), at=time.time()))
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from domain.execution_progress import Observation
+from domain.model_config import ModelCall
 
 
 class CrewJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +29,14 @@ class CrewJob(msgspec.Struct, frozen=True, kw_only=True):
     planning: bool = False
     credentials: dict[str, str] = {}
     timeout_s: float | None = None
+    crew: dict[str, Any] = {}
+    """The crew's own settings that reach crewai's ``Crew`` (``verbose``, ``max_rpm``)."""
+    models: dict[str, ModelCall] = {}
+    """How to call each model the job names (``model``, agents' ``llm``, ``manager_llm``), by that name."""
+
+    def call(self, name: str) -> ModelCall:
+        """The configuration of the model ``name``; a name the runner did not resolve is called as is."""
+        return self.models.get(name) or ModelCall(model=name)
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERN
 
 from application.ports import ModelProviderError
 from domain import errors as domain
+from domain.run_options import RefusedFieldsError
 from interface.http.input_rules import too_deep
 
 log = logging.getLogger("kasal.http")
@@ -161,6 +162,17 @@ def domain_handler(request: Request[Any, Any, Any], exc: domain.DomainError) -> 
     return _json(ErrorBody(detail=exc.detail, type=exc.type, errors=errors), status)
 
 
+def refused_handler(request: Request[Any, Any, Any], exc: RefusedFieldsError) -> Response[Any]:
+    """Fields a run could not honour: pydantic's shape, each refused field in ``loc``, the reason in ``msg``."""
+    body = _body_of(request)
+    issues = []
+    for path, reason in exc.refusals:
+        loc: list[str | int] = ["body", *path]
+        issues.append(ValidationIssue(type="value_error", loc=loc, msg=f"{'.'.join(path)} {reason}",
+                                      input=_lookup(body, loc)))
+    return _json(ValidationErrors(detail=issues), HTTP_422_UNPROCESSABLE_ENTITY)
+
+
 def msgspec_handler(request: Request[Any, Any, Any], exc: msgspec.ValidationError) -> Response[Any]:
     message = str(exc)
     path = _AT_PATH.search(message)
@@ -188,6 +200,7 @@ def internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Respons
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: validation_handler,
+    RefusedFieldsError: refused_handler,
     domain.DomainError: domain_handler,
     msgspec.ValidationError: msgspec_handler,
     HTTPException: http_handler,

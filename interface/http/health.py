@@ -33,6 +33,7 @@ async def health(kasal: Kasal) -> Response[dict[str, Any]]:
         "position": kasal.projector.position,
         "lag": lag,
         "leader": kasal.projector.leader,
+        "listening": kasal.projector.notifications.connected,
         **({"error": kasal.projector.last_error} if kasal.projector.last_error else {}),
     }
     status = "healthy" if healthy else "unhealthy"

@@ -59,6 +59,8 @@ class ModelFields(msgspec.Struct, kw_only=True):
     parameters: dict[str, Any] | None | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
     extended_thinking: bool | UnsetType = UNSET
+    api_base: str | None | UnsetType = UNSET
+    extra_headers: dict[str, str] | None | UnsetType = UNSET
 
 
 def model_fields(data: ModelFields, *, creating: bool) -> dict[str, Any]:
@@ -94,6 +96,8 @@ class ModelRead(msgspec.Struct, kw_only=True):
     builtin: bool
     id: str
     group_id: str | None
+    api_base: str | None = None
+    extra_headers: dict[str, str] = {}
     created_at: datetime
     updated_at: datetime
     version: int
@@ -171,7 +175,9 @@ class ModelController(Controller):
     @post("/", summary="Create a model configuration", opt=ADMIN)
     async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: ModelFields) -> Response[ModelRead]:
         """Create a model of the caller's group (admin). The key is unique in the group and may not be
-        a built-in's (409); ``provider`` must be one LiteLLM knows, or ``offline`` (else 422)."""
+        a built-in's (409); ``provider`` must be one LiteLLM knows, or ``offline`` (else 422).
+        ``api_base`` (an http/https URL), ``extra_headers`` (plain values; credential-looking ones
+        are 422) and ``parameters`` (LiteLLM completion arguments) go with every request."""
         written = await kasal.run(kasal.services.models.create, model_fields(data, creating=True))
         return await _respond(kasal, written, 201)
 
@@ -226,7 +232,8 @@ class ModelController(Controller):
         self, kasal: Kasal, model_name: str, data: ModelFields, if_match: IfMatch = None,
     ) -> Response[ModelRead]:
         """Change the fields sent (admin). For a built-in only its tuning (enabled, temperature,
-        context_window, max_output_tokens, api_key_name, parameters) changes, for this group alone."""
+        context_window, max_output_tokens, api_key_name, parameters, api_base, extra_headers) changes,
+        for this group alone. A new ``api_base`` sent without ``api_key_name`` drops the key."""
         written = await kasal.run(kasal.services.models.change, _key(model_name), model_fields(data, creating=False),
                                  expected_version(if_match))
         return await _respond(kasal, written)

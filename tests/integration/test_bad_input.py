@@ -109,10 +109,11 @@ async def test_execution_inputs_nested_past_the_limit_are_refused_before_the_dom
 
 async def test_nesting_up_to_the_limit_is_accepted_and_one_more_level_is_not(client) -> None:
     deepest = nested_object(MAX_JSON_DEPTH - 1)  # the agent object itself is the first level
-    at_limit = await client.post("/api/v1/agents", json={**AGENT, "tool_configs": deepest})
+    at_limit = await client.post("/api/v1/agents", json={**AGENT, "tools": ["a"], "tool_configs": deepest})
     assert at_limit.status_code == 201, at_limit.text
     assert (await client.get(f"/api/v1/agents/{at_limit.json()['id']}")).json()["tool_configs"] == deepest
-    past = await client.post("/api/v1/agents", json={**AGENT, "tool_configs": nested_object(MAX_JSON_DEPTH)})
+    too_deep = nested_object(MAX_JSON_DEPTH)
+    past = await client.post("/api/v1/agents", json={**AGENT, "tools": ["a"], "tool_configs": too_deep})
     assert past.status_code == 422
 
 

@@ -44,8 +44,8 @@ class SwappableModelClient:
         self.model_client: ModelClient = LiteLLMModelClient()
 
     def complete(self, model: str, messages: Sequence[Mapping[str, Any]], credentials: Mapping[str, str], *,
-                 mock_response: str | None = None) -> ModelCompletion:
-        return self.model_client.complete(model, messages, credentials, mock_response=mock_response)
+                 mock_response: str | None = None, call: Any = None) -> ModelCompletion:
+        return self.model_client.complete(model, messages, credentials, mock_response=mock_response, call=call)
 
 
 @pytest.fixture

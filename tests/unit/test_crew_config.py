@@ -104,9 +104,9 @@ def test_unknown_options_warn_with_a_suggestion_but_stay_valid() -> None:
 def test_known_options_are_accepted_silently() -> None:
     extras = {"allow_delegation": True, "verbose": False, "max_iter": 5, "max_rpm": 10, "memory": True,
               "cache": False, "temperature": 0.7, "function_calling_llm": "offline/echo",
-              "system_template": "", "embedder": {"provider": "x"}}
-    task_extras = {"name": "T", "tools": [], "async_execution": False, "output_json": "Report",
-                   "output_file": "out.md", "human_input": False, "markdown": True, "config": {}}
+              "system_template": "", "embedder": None}
+    task_extras = {"name": "T", "tools": [], "async_execution": False, "output_json": {"properties": {}},
+                   "output_file": None, "human_input": False, "markdown": True, "config": {}}
 
     report = validate_crew({"a": agent(**extras)}, {"t": task(**task_extras)})
 

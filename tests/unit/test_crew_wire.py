@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import execution_progress as ep
+from domain.model_config import ModelCall
 from interface.crew_runtime.messages import CrewJob, decode_job, decode_observation, encode
 
 numbers = st.floats(allow_nan=False)  # NaN equals nothing, so no round trip could show it
@@ -19,6 +20,8 @@ text_or_ref = st.one_of(texts, st.builds(ep.TextRef, preview=texts, size=integer
 BY_TYPE: dict[typing.Any, st.SearchStrategy[typing.Any]] = {
     str: texts, float: numbers, int: integers, str | None: st.none() | texts,
     float | None: st.none() | numbers, ep.Text: text_or_ref, ep.Text | None: st.none() | text_or_ref,
+    int | None: st.none() | integers, list[str]: st.lists(texts),
+    dict[str, typing.Any]: st.dictionaries(texts, st.none() | integers | numbers | texts | st.lists(texts)),
 }
 
 
@@ -39,6 +42,10 @@ def test_every_observation_crosses_the_pipe_unchanged(observation: ep.Observatio
 @given(st.builds(CrewJob, execution_id=texts, agents=st.dictionaries(texts, st.dictionaries(texts, texts)),
                  tasks=st.dictionaries(texts, st.dictionaries(texts, texts)),
                  inputs=st.dictionaries(texts, integers | texts), credentials=st.dictionaries(texts, texts),
-                 timeout_s=st.none() | numbers.filter(lambda v: v >= 0)))
+                 timeout_s=st.none() | numbers.filter(lambda v: v >= 0),
+                 models=st.dictionaries(texts, st.builds(
+                     ModelCall, model=texts, temperature=st.none() | numbers, max_tokens=st.none() | integers,
+                     parameters=st.dictionaries(texts, integers | texts), api_base=st.none() | texts,
+                     extra_headers=st.dictionaries(texts, texts), api_key_name=st.none() | texts))))
 def test_a_job_reaches_the_child_unchanged(job: CrewJob) -> None:
     assert decode_job(encode(job)) == job

@@ -74,9 +74,10 @@ def test_restoring_what_is_current_records_nothing() -> None:
 
 def test_a_restore_reorders_a_mapping_when_the_old_order_differs() -> None:
     with acting_as(ACTOR):
-        agent = Agent.new("g", {**FIELDS, "tool_configs": {"a": 1, "b": 2}})
-        agent.change({"tool_configs": {"b": 2, "a": 1}})
-        assert agent.restore({**FIELDS, "tool_configs": {"a": 1, "b": 2}}, from_version=1) is True
+        fields = {**FIELDS, "tools": ["a", "b"], "tool_configs": {"a": {"n": 1}, "b": {"n": 2}}}
+        agent = Agent.new("g", fields)
+        agent.change({"tool_configs": {"b": {"n": 2}, "a": {"n": 1}}})
+        assert agent.restore(fields, from_version=1) is True
 
 
 def test_a_restore_checks_the_fields_against_todays_rules() -> None:
