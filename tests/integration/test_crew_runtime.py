@@ -25,14 +25,6 @@ from tests.hostile_tools import EXIT_CODE, HostileToolFactory, end_orphan
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
-@pytest.fixture(scope="module")
-def runtime() -> Iterator[CrewRuntime]:
-    crew_runtime = CrewRuntime()
-    assert crew_runtime.warm(), "forkserver preload of interface.crew_runtime.child failed"
-    yield crew_runtime
-    crew_runtime.close()
-
-
 def two_task_job(execution_id: str = "exec-1", model: str = "offline/echo", **overrides: Any) -> CrewJob:
     fields: dict[str, Any] = {
         "execution_id": execution_id,

@@ -7,8 +7,6 @@ what the execution's trace shows (see ``test_self_hosted_model``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import anyio
 import pytest
 from hypothesis import given, settings
@@ -20,14 +18,6 @@ from interface.crew_runtime.messages import CrewJob
 from interface.crew_runtime.runtime import CrewRuntime
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module")
-def runtime() -> Iterator[CrewRuntime]:
-    crew_runtime = CrewRuntime()
-    assert crew_runtime.warm(), "forkserver preload of interface.crew_runtime.child failed"
-    yield crew_runtime
-    crew_runtime.close()
 
 
 def run(runtime: CrewRuntime, job: CrewJob) -> list[ep.Observation]:
