@@ -24,6 +24,8 @@ from interface.http.structs import UNSET, Page, Resource, UnsetType, sent_fields
 from interface.wiring import Kasal
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
+Filled = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000, pattern=r"\S",
+                                      description="Required: at least one character that is not white space")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
@@ -51,15 +53,15 @@ class AgentFields(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class AgentCreate(AgentFields, kw_only=True):
-    role: Text
-    goal: Text
-    backstory: Text
+    role: Filled
+    goal: Filled
+    backstory: Filled
 
 
 class AgentUpdate(AgentFields, kw_only=True):
-    role: Text | UnsetType = UNSET
-    goal: Text | UnsetType = UNSET
-    backstory: Text | UnsetType = UNSET
+    role: Filled | UnsetType = UNSET
+    goal: Filled | UnsetType = UNSET
+    backstory: Filled | UnsetType = UNSET
 
 
 class AgentRead(Resource, kw_only=True):

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from litestar import get
@@ -146,6 +146,8 @@ bodies = st.one_of(json_values, agent_like, some_agent_keys)
 
 @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=bodies)
+@example(body={"role": "R", "goal": "G", "backstory": " "})  # blank text is missing text: a validation error
+@example(body={"role": "\u2003", "goal": "G", "backstory": "B"})
 async def test_any_json_body_gets_201_or_422_and_created_agents_are_readable(client, body) -> None:
     response = await client.post("/api/v1/agents", json=body)
     assert response.status_code in {201, 422}, response.text
