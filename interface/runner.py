@@ -30,10 +30,11 @@ from psycopg_pool import PoolClosed
 
 from application.execution_control import CancelRegistry
 from application.executions import ExecutionJob, ExecutionService
+from application.recovery import recover_orphans, sweep_sealed_inputs
 from application.store import KasalStore
 from domain.context import Actor, acting_as, current_actor
 from domain.errors import ConflictError, DomainError
-from domain.execution import RESTART_MESSAGE, Execution, TransitionError, placeholder_run_name
+from domain.execution import Execution, TransitionError, placeholder_run_name
 from domain.execution_progress import OUTCOMES, CrewCompleted, CrewFailed, Observation, Outcome
 from domain.model_config import ModelCall, model_call
 from interface.crew_runtime.messages import CrewJob
@@ -178,42 +179,10 @@ class ExecutionRunner:
             loop.call_soon_threadsafe(self._check_stops.set)
 
     def recover(self) -> list[uuid.UUID]:
-        """Cancel executions whose owner is gone (DESIGN §7).
-
-        Claimed executions are orphaned when their runner's liveness lock is
-        free. Unclaimed PENDING ones are cancelled only when no other process
-        of the service is alive (API-only processes register too): then this
-        start is the restart of the service itself.
-        """
-        others = self.registry.others_alive()
-        recovered: list[uuid.UUID] = []
-        for execution_id in self.service.index.unfinished():
-            execution = self.store.find(execution_id)
-            if not isinstance(execution, Execution) or execution.finished:
-                continue
-            owner = execution.claimed_by
-            if (owner is None and others) or (owner is not None and owner in others):
-                continue
-            with acting_as(Actor(execution.group_id, "system:recovery", "admin", "recovery")):
-                try:
-                    self.service.cancel(execution_id, RESTART_MESSAGE)
-                except (ConflictError, DomainError):
-                    continue
-            recovered.append(execution_id)
-        if recovered:
-            log.warning("cancelled %d execution(s) left unfinished by a previous process", len(recovered))
-        self._sweep()
+        """End the runs a gone process left unfinished, and sweep sealed inputs nobody destroyed."""
+        recovered = recover_orphans(self.service, self.store, self.registry.others_alive())
+        sweep_sealed_inputs(self.service)
         return recovered
-
-    def _sweep(self) -> None:
-        """Destroy the sealed inputs of runs that ended without destroying them (best effort)."""
-        try:
-            swept = self.service.sweep_secret_inputs()
-        except Exception as exc:
-            log.warning("sweeping sealed inputs failed: %s", exc)
-            return
-        if swept:
-            log.info("destroyed the sealed inputs of %d ended execution(s)", swept)
 
     # -- claiming ----------------------------------------------------------
 
@@ -371,7 +340,7 @@ class ExecutionRunner:
                         self._stop_if_asked(run, execution)
             if time.monotonic() - last_sweep >= SWEEP_INTERVAL_S:
                 last_sweep = time.monotonic()
-                await in_thread(self._sweep)
+                await in_thread(sweep_sealed_inputs, self.service)
 
     def _executions(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
         return {execution_id: self.store.find(execution_id) for execution_id in ids}
