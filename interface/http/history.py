@@ -42,6 +42,7 @@ from domain.task import Task
 from domain.template import Template
 from domain.tool import BUILTIN_GROUP, Tool, ToolSetting, tool_setting_id
 from interface.http.common import MAX_OFFSET, found, group_id, instant_param, invalid
+from interface.http.structs import Page
 from interface.wiring import Kasal
 from projections.documents import DocumentProjection
 from projections.executions import ExecutionsProjection, with_result_text
@@ -261,12 +262,8 @@ class VersionEntry(msgspec.Struct, kw_only=True):
     changes: dict[str, Change]
 
 
-class VersionPage(msgspec.Struct, kw_only=True):
+class VersionPage(Page[VersionEntry]):
     items: list[VersionEntry]
-    total: int
-    limit: int
-    offset: int
-    has_more: bool
 
 
 def page_params(query: Mapping[str, str]) -> tuple[int, int]:
