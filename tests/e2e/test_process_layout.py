@@ -4,18 +4,21 @@ processes on one database, as docker-compose deploys them.
 Secret inputs reach the crew a worker runs (the offline model's answer depends on every
 character of its prompt), yet no event, read model, side table or process log holds them,
 and their sealed row is gone once the run ends. A force-stop sent to the other API ends a
-running crew on whichever worker holds it.
+running crew on whichever worker holds it. Both APIs run the scheduler loop (workers do not),
+so both race for a schedule's slot: it still fires once, and its crew runs on a worker.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import psutil
 import psycopg
 import pytest
 
+from interface.scheduler import SchedulerLoop
 from tests.e2e.conftest import ROOT, ServerProcess
 from tests.integration.test_secrets_never_recorded import mentions
 
@@ -46,6 +50,8 @@ SLOW = {
     "inputs": {"service": "billing", "api_key": FIRST},
 }
 DIGEST = re.compile(r"\(digest ([0-9a-f]{8})\)")
+# The longest a scheduler loop sleeps between ticks: after that, every API has looked at a schedule again.
+SCHEDULER_TICK_S: float = inspect.signature(SchedulerLoop).parameters["max_sleep"].default
 
 
 @pytest.fixture
@@ -122,11 +128,71 @@ def running(pid: int) -> bool:
         return False
 
 
-def test_secret_inputs_reach_crews_on_workers_and_a_force_stop_from_the_other_api_ends_a_run(
+def one_shot_schedule(http: httpx.Client) -> tuple[str, datetime]:
+    """A schedule of CALL with the first key, whose one slot in this test is the first minute boundary
+    more than a scheduler tick away: by then every API's loop has seen it and sleeps until that very
+    instant, so both race for it. Cron counts whole minutes, so the slot is up to a minute away; the
+    caller does other work meanwhile. Returns the schedule's id and its slot."""
+    soonest = datetime.now(UTC) + timedelta(seconds=SCHEDULER_TICK_S + 1)
+    slot = soonest.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    answer = http.post("/api/v1/schedules", json={
+        **CALL, "name": "Billing call", "cron_expression": f"{slot.minute} {slot.hour} * * *", "timezone": "UTC",
+        "inputs": {"service": "billing", "api_key": FIRST},
+    })
+    assert answer.status_code == 201, answer.text
+    schedule = answer.json()
+    assert schedule["next_run_at"] == zulu(slot) and schedule["inputs"]["api_key"] == "[REDACTED]", schedule
+    return schedule["id"], slot
+
+
+def zulu(instant: datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+def fired_once(
+    http: httpx.Client, schedule_id: str, slot: datetime, workers: list[subprocess.Popen[bytes]],
+) -> dict[str, Any]:
+    """The run ``schedule_id`` started for ``slot``, COMPLETED on a worker, checked to be its only fire.
+
+    A second fire, by the API that lost the race, would come at the slot or at that API's next tick:
+    so the checks wait until every scheduler loop has ticked again after the fire. Nothing can be
+    awaited for a fire that must not happen; this wait is the only sleep.
+    """
+    deadline = slot + timedelta(seconds=30)
+    while (schedule := http.get(f"/api/v1/schedules/{schedule_id}").json())["last_execution_id"] is None:
+        assert datetime.now(UTC) < deadline, f"the schedule did not fire for {slot}: {schedule}"
+        time.sleep(0.1)
+    execution_id = schedule["last_execution_id"]
+    assert wait_terminal(http, execution_id)["status"] == "COMPLETED"
+    quiet = datetime.fromisoformat(schedule["last_run_at"]) + timedelta(seconds=SCHEDULER_TICK_S + 1)
+    time.sleep(max(0.0, (quiet - datetime.now(UTC)).total_seconds()))
+
+    schedule = http.get(f"/api/v1/schedules/{schedule_id}").json()
+    assert (schedule["last_slot"], schedule["last_execution_id"], schedule["last_error"]) == (
+        zulu(slot), execution_id, None)
+    assert schedule["next_run_at"] == zulu(slot + timedelta(days=1))
+    events = http.get("/api/v1/events", params={"aggregate_id": schedule_id, "type": "schedule."}).json()["items"]
+    assert [e["type"] for e in events] == ["schedule.created.v1", "schedule.fired.v1"], events
+    assert events[1]["data"]["slot"] == slot.isoformat() and events[1]["data"]["execution_id"] == execution_id
+    started = http.get("/api/v1/events", params={"type": "execution.requested.v1", "actor": "system:scheduler"})
+    assert [e["aggregate_id"] for e in started.json()["items"]] == [execution_id]
+    history = http.get("/api/v1/execution-history", params={"limit": 100}).json()["items"]
+    runs: list[dict[str, Any]] = [h for h in history if h["schedule_id"] == schedule_id]
+    [run] = runs
+    assert run["execution_id"] == execution_id and run["status"] == "COMPLETED"
+    assert run["config"]["options"]["schedule"] == {"id": schedule_id, "slot": slot.isoformat(), "catch_up": False}
+    # A runner's id is host:pid:suffix; the run's one runner is one of the workers (the APIs run none).
+    runners = {e["actor"].split(":")[2] for e in run["timeline"] if e["actor"].startswith("runner:")}
+    assert len(runners) == 1 and int(runners.pop()) in {worker.pid for worker in workers}, run["timeline"]
+    return run
+
+
+def test_secret_inputs_reach_crews_on_workers_a_schedule_fires_once_and_a_force_stop_ends_a_run(
     layout: tuple[list[ServerProcess], list[subprocess.Popen[bytes]]], database_url: str, tmp_path: Path,
 ) -> None:
     (one, two), workers = layout
     with one.client() as first, two.client() as second:
+        schedule_id, slot = one_shot_schedule(first)  # first: its slot comes while the runs below go on
         sent = [FIRST, SECOND, FIRST]
         ids = [first.post("/api/v1/executions", json={**CALL, "inputs": {"service": "billing", "api_key": key}})
                .json()["execution_id"] for key in sent]
@@ -141,6 +207,10 @@ def test_secret_inputs_reach_crews_on_workers_and_a_force_stop_from_the_other_ap
             assert "[REDACTED]" in prompt and key not in prompt
             # The digest is the model's hash of the prompt it was sent: the recorded one with the key put back.
             assert hashlib.sha256(prompt.replace("[REDACTED]", key).encode()).hexdigest()[:8] == found[-1]
+        # Before the force-stop, whose crew children the scheduled run's must not join.
+        scheduled = fired_once(second, schedule_id, slot, workers)
+        # The schedule's sealed key reached the crew: its answer is the first run's, same key and prompt.
+        assert DIGEST.findall(str(scheduled["result"])) == digests[0]
         with psycopg.connect(database_url) as conn:
             assert conn.execute("SELECT count(*) FROM execution_secrets").fetchone() == (0,)
 
