@@ -20,10 +20,23 @@ from msgspec import UNSET
 from application.crew_config import CrewReport, Finding
 from application.crews import Catalogue, CrewDraft, canvas_config, debug_crew
 from application.ids import parse_id
-from application.ports import DocumentLookup, ModelCatalogue, ToolCatalogue
+from application.ports import DocumentLookup, KeyNames, ModelCatalogue, ToolCatalogue
+from application.tool_access import ToolAccess
 from domain.context import current_actor
 from domain.errors import NotFoundError
+from domain.model_config import missing_key
 from domain.run_options import crew_refusals
+
+
+def blocked_models(models: list[dict[str, Any]], key_names: set[str]) -> dict[str, str]:
+    """Each name of an enabled model the group cannot call for want of a key → why."""
+    blocked: dict[str, str] = {}
+    for model in models:
+        missing = missing_key(model, key_names) if model["enabled"] else None
+        if missing:
+            reason = f"needs the API key {missing}, which this group has not stored (POST /api/v1/api-keys)"
+            blocked |= {str(model["key"]): reason, str(model["litellm_model"]): reason}
+    return blocked
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,7 @@ class CrewDrafts:
     def __init__(
         self, *, crews: DocumentLookup, agents: DocumentLookup, tasks: DocumentLookup,
         tools: ToolCatalogue, models: ModelCatalogue, default_model: str,
+        tool_access: ToolAccess, key_names: KeyNames,
     ) -> None:
         self.crews = crews
         self.agents = agents
@@ -50,6 +64,8 @@ class CrewDrafts:
         self.tools = tools
         self.models = models
         self.default_model = default_model
+        self.tool_access = tool_access
+        self.key_names = key_names
 
     async def saved_crew(self, crew_id: str | UUID) -> dict[str, Any]:
         """The caller's group's crew; a malformed id or another group's crew is ``NotFoundError``."""
@@ -87,11 +103,15 @@ class CrewDrafts:
         )
 
     async def catalogue(self) -> Catalogue:
-        """The tools and models the caller's group may use."""
+        """The tools and models the caller's group may use, and the tools that cannot run now."""
         group = current_actor().group_id
-        enabled, disabled = await self.tools.tool_names(group)
-        return Catalogue(known_tools=frozenset(enabled | disabled), disabled_tools=frozenset(disabled),
-                         known_models=frozenset(await self.models.model_names(group)))
+        tools = await self.tools.all(group)
+        keys = await self.key_names.key_names(group)
+        disabled = frozenset(tool["name"] for tool in tools if not tool["enabled"])
+        return Catalogue(known_tools=frozenset(tool["name"] for tool in tools), disabled_tools=disabled,
+                         blocked_tools=self.tool_access.blocked(tools, keys),
+                         known_models=frozenset(await self.models.model_names(group)),
+                         blocked_models=blocked_models(await self.models.all(group), keys))
 
     async def _canvas(self, crew: dict[str, Any]) -> tuple[Any, Any, list[Finding]]:
         agent_ids, task_ids = list(crew.get("agent_ids") or []), list(crew.get("task_ids") or [])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from application.crew_config import CrewReport, Finding, parse_config_map, validate_crew
@@ -68,8 +68,8 @@ class CrewService(DocumentService[Crew]):
 
     def checked(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Decoded configs added; every id in ``agent_ids``/``task_ids`` must be the group's own."""
-        for field, cls in (("agent_ids", Agent), ("task_ids", Task)):
-            self.require_own(cls, [(f"{field}[{i}]", ref) for i, ref in enumerate(fields.get(field) or [])])
+        for name, cls in (("agent_ids", Agent), ("task_ids", Task)):
+            self.require_own(cls, [(f"{name}[{i}]", ref) for i, ref in enumerate(fields.get(name) or [])])
         return {**fields, **decoded_configs(fields)}
 
 
@@ -79,7 +79,11 @@ class Catalogue:
 
     known_tools: frozenset[str] | None = None
     disabled_tools: frozenset[str] = frozenset()
+    blocked_tools: Mapping[str, str] = field(default_factory=dict)
+    """Tools the group sees that cannot run now (``ToolAccess.blocked``), with why."""
     known_models: frozenset[str] | None = None
+    blocked_models: Mapping[str, str] = field(default_factory=dict)
+    """Models the group may name but cannot call now (a missing key), with why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,9 @@ def debug_crew(draft: CrewDraft, catalogue: Catalogue) -> CrewReport:
         draft.tasks_yaml,
         known_tools=catalogue.known_tools,
         disabled_tools=catalogue.disabled_tools,
+        blocked_tools=catalogue.blocked_tools,
         known_models=catalogue.known_models,
+        blocked_models=catalogue.blocked_models,
         default_model=draft.model,
         process=draft.process,
         manager_llm=draft.manager_llm,

@@ -24,6 +24,7 @@ from application.documents import Written
 from application.executions import ExecutionService, Requested
 from application.planning import Planner, PlanRequest
 from application.ports import DocumentLookup
+from application.replay import RerunDraft
 from domain.context import current_actor
 from domain.errors import NotFoundError
 from domain.execution import TERMINAL, ExecutionStatus
@@ -85,6 +86,17 @@ class ExecutionControl:
             inputs=request.inputs, reasoning=reasoning, execution_type=execution_type, schedule_id=request.schedule_id,
         ))
         return requested
+
+    async def rerun(self, draft: RerunDraft) -> Requested:
+        """Record a rerun, checked like any request (its changes may not make a crew that cannot run)."""
+        plan = await self.planner.plan(PlanRequest(
+            agents_yaml=draft.agents, tasks_yaml=draft.tasks, inputs=draft.inputs, model=draft.model,
+            process=draft.process, manager_llm=draft.manager_llm, run_name=draft.run_name,
+        ))
+        fields = {**plan.fields(), "planning": draft.planning, "crew_settings": draft.crew_settings,
+                  "crew_id": draft.crew_id, "options": draft.options, "origin": draft.origin()}
+        return await anyio.to_thread.run_sync(functools.partial(
+            self.executions.request_execution, **fields, inputs=draft.inputs))
 
     async def cancel(self, execution_id: UUID, *, lenient: bool, force: bool = False) -> Cancellation:
         """Cancel, or (``force``) record CANCELLED at once whatever the runner is doing.

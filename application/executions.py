@@ -94,6 +94,7 @@ class ExecutionJob:
     version: int = 0
     crew_settings: dict[str, Any] = field(default_factory=dict)  # the saved crew's verbose, max_rpm
     unavailable: str | None = None  # why the run cannot start as asked (its secret inputs are gone)
+    origin: dict[str, Any] | None = None  # what it repeats: {"replay_of": id} or {"rerun_of": id, "from_task": key}
 
     def actor(self, runner_id: str) -> Actor:
         """Who the runner acts as while it records this execution's progress."""
@@ -157,7 +158,7 @@ class ExecutionService:
         reasoning: bool = False, execution_type: str = "crew", crew_id: str | None = None,
         crew_version: int | None = None, run_name: str | None = None, schedule_id: str | None = None,
         options: Mapping[str, Any] | None = None, id: UUID | None = None,
-        crew_settings: Mapping[str, Any] | None = None,
+        crew_settings: Mapping[str, Any] | None = None, origin: Mapping[str, Any] | None = None,
     ) -> Execution:
         """A requested execution not yet saved, for callers that save it with something else
         (the scheduler saves it with the schedule's "fired"); then call ``requested``.
@@ -180,6 +181,7 @@ class ExecutionService:
             group_id, run_name=name, model=model, inputs=dict(inputs or {}),
             snapshot=None if snapshot_ref else snapshot, snapshot_ref=snapshot_ref, crew_id=crew_id,
             crew_version=crew_version, schedule_id=schedule_id, execution_type=execution_type, id=id,
+            origin=origin,
         )
         offloader.save(self.content, group_id)
         if execution.redacted:
@@ -337,14 +339,22 @@ class ExecutionService:
         except Exception as error:
             log.warning("the sealed inputs of execution %s are left to the sweep: %s", execution_id, error)
 
-    def _job(self, execution: Execution) -> ExecutionJob:
+    def load(self, execution_id: UUID) -> Execution:
+        """One of the caller's group's executions (``NotFoundError`` for any other id)."""
+        return self._load(execution_id)
+
+    def snapshot_of(self, execution: Execution) -> dict[str, Any]:
+        """The configuration an execution ran (or will run), however it was kept."""
         snapshot = execution.snapshot
         if snapshot is None and execution.snapshot_ref is not None:
             data = self.content.get(execution.group_id, execution.snapshot_ref["sha256"])
             if data is None:
                 raise NotFoundError(f"configuration of execution {execution.id} is missing")
             snapshot = msgspec.json.decode(data)
-        snapshot = snapshot or {}
+        return dict(snapshot or {})
+
+    def _job(self, execution: Execution) -> ExecutionJob:
+        snapshot = self.snapshot_of(execution)
         inputs, unavailable = dict(execution.inputs), None
         if execution.redacted:
             try:
@@ -359,5 +369,5 @@ class ExecutionService:
             reasoning=bool(snapshot.get("reasoning")), execution_type=execution.execution_type,
             crew_id=execution.crew_id, options=snapshot.get("options") or {}, version=execution.version,
             crew_settings=snapshot.get("crew") or {},
-            unavailable=unavailable,
+            unavailable=unavailable, origin=execution.origin,
         )

@@ -21,6 +21,7 @@ import anyio.to_thread
 from application.api_keys import ApiKeyDecryptionError
 from application.generation import CrewSaver, GeneratedCrew, Generation, Generator, Kind, SavedCrew, allowed_only
 from application.ports import CredentialSource, ModelClient, ModelResolver, TemplateSource, ToolCatalogue
+from application.tool_access import ToolAccess
 from domain.context import current_actor
 from domain.errors import InvalidError
 from domain.model_config import ModelCall, model_call
@@ -35,6 +36,7 @@ class GenerationService:
     def __init__(
         self, model_client: ModelClient, *, models: ModelResolver, tools: ToolCatalogue, templates: TemplateSource,
         credentials: CredentialSource, saver: CrewSaver, default_model: str, is_offline: Callable[[str], bool],
+        tool_access: ToolAccess,
     ) -> None:
         self.model_client = model_client
         self.models = models
@@ -44,6 +46,7 @@ class GenerationService:
         self.saver = saver
         self.default_model = default_model
         self.is_offline = is_offline
+        self.tool_access = tool_access
 
     def model_key(self, requested: str | None) -> str:
         return (requested or self.default_model).strip()
@@ -87,8 +90,9 @@ class GenerationService:
         return model_call(record)
 
     async def _tools(self, group: str, wanted: Sequence[str] | None) -> list[str]:
-        """The tools the model may choose from: enabled for the group (and asked for, if listed)."""
-        enabled, _ = await self.tools.tool_names(group)
+        """The tools the model may choose from: enabled for the group, runnable here (and asked for, if listed)."""
+        runnable = self.tool_access.runnable(await self.tools.all(group))
+        enabled = {str(tool["name"]) for tool in runnable if tool["enabled"]}
         if wanted is None:
             return sorted(enabled, key=str.casefold)
         return allowed_only(wanted, enabled)

@@ -49,12 +49,28 @@ class ToolCatalogue(Protocol):
         """``(enabled, disabled)`` tool names visible to the group."""
         ...
 
+    async def all(self, group_id: str) -> list[dict[str, Any]]:
+        """Every tool the group sees, built-ins as the group has set them."""
+        ...
+
+
+class KeyNames(Protocol):
+    """Which API keys a group has stored, by name and service (adapter: ``projections.api_keys.ApiKeyView``)."""
+
+    async def key_names(self, group_id: str) -> set[str]:
+        """Names and services of the group's keys that hold a value; never the values."""
+        ...
+
 
 class ModelCatalogue(Protocol):
     """The models a group can use (adapter: ``projections.catalogue.ModelCatalogueView``)."""
 
     async def model_names(self, group_id: str) -> set[str]:
         """Model keys the group may run."""
+        ...
+
+    async def all(self, group_id: str) -> list[dict[str, Any]]:
+        """Every model the group sees, built-ins as the group has set them."""
         ...
 
 

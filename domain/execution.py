@@ -126,6 +126,7 @@ class Execution(KasalAggregate):
         self.log_seq = 0
         self.span_seq = 0
         self.open_spans: dict[str, str] = {}
+        self.origin: dict[str, Any] | None = None
 
     # -- creation ----------------------------------------------------------
 
@@ -134,9 +135,13 @@ class Execution(KasalAggregate):
         cls, group_id: str, *, run_name: str, model: str, inputs: Mapping[str, Any],
         snapshot: dict[str, Any] | None, snapshot_ref: TextRef | None = None, crew_id: str | None = None,
         crew_version: int | None = None, schedule_id: str | None = None, execution_type: str = "crew",
-        id: UUID | None = None,
+        id: UUID | None = None, origin: Mapping[str, Any] | None = None,
     ) -> Execution:
-        """Record what will run; secrets in the inputs never reach the event, by name or by value."""
+        """Record what will run; secrets in the inputs never reach the event, by name or by value.
+
+        ``origin`` says what an execution repeats: ``{"replay_of": id}`` or
+        ``{"rerun_of": id, "from_task": key | None}``.
+        """
         if snapshot is None and snapshot_ref is None:
             raise InvalidError("An execution needs a crew configuration")
         check_nesting(inputs)
@@ -148,6 +153,7 @@ class Execution(KasalAggregate):
             "snapshot_ref": None if snapshot_ref is None else msgspec.to_builtins(snapshot_ref),
             "crew_id": crew_id, "crew_version": crew_version, "schedule_id": schedule_id,
             "execution_type": execution_type, "status": PENDING.value, "message": "Execution requested",
+            "origin": dict(origin) if origin else None,
         }))
 
     class Requested(KasalAggregate.Created):
@@ -163,8 +169,10 @@ class Execution(KasalAggregate):
         execution_type: str
         status: str
         message: str
+        origin: dict[str, Any] | None = None
 
         def apply(self, aggregate: Any) -> None:
+            aggregate.origin = self.origin
             aggregate.run_name = self.run_name
             aggregate.model = self.model
             aggregate.inputs = self.inputs

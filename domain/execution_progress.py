@@ -143,6 +143,8 @@ class LlmCall(_Observation, frozen=True, tag="llm_call"):
     headers: list[str] = []
     system_prompt: Text = ""
     tools: list[str] = []
+    replayed: bool = False
+    """Answered from the recording of the run a replay repeats: no model was called, nothing paid."""
 
 
 class ToolUsed(_Observation, frozen=True, tag="tool_used"):
@@ -343,13 +345,17 @@ class ProgressBuilder:
         usage["prompt_tokens"] += max(o.prompt_tokens, 0)
         usage["completion_tokens"] += max(o.completion_tokens, 0)
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        usage["cost"] = round(float(usage["cost"]) + float(o.cost or 0.0), 10)
+        usage["cost"] = round(float(usage["cost"]) + (0.0 if o.replayed else float(o.cost or 0.0)), 10)
         usage["llm_calls"] += 1
+        if o.replayed:
+            usage["replayed_calls"] = usage.get("replayed_calls", 0) + 1
         attributes = {
             "model": o.model, "agent": o.agent, "task": o.task, "prompt_tokens": o.prompt_tokens,
             "completion_tokens": o.completion_tokens, "cost": o.cost, "latency_ms": o.latency_ms,
             "prompt": ref_of(o.prompt), "response": ref_of(o.response), "request": request_of(o),
         }
+        if o.replayed:
+            attributes["replayed"] = True
         latency_s = o.latency_ms / 1000.0 if 0.0 <= o.latency_ms < 1e9 else 0.0
         started = max(0.0, o.at - latency_s)
         self._point("llm_call", o.model, started, o.at, self._parent(o.agent, o.task), "completed", attributes)

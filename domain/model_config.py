@@ -13,6 +13,7 @@ no network, so they are always enabled and cannot be removed.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -47,6 +48,35 @@ DEFAULT_API_KEY_NAMES: dict[str, str] = {
     "mistral": "MISTRAL_API_KEY",
     "groq": "GROQ_API_KEY",
 }
+
+KEYLESS_PROVIDERS = frozenset({"offline", "ollama", "ollama_chat", "vertex_ai", "bedrock", "sagemaker", "lm_studio"})
+"""Providers reachable without an API key (local servers, ambient cloud auth)."""
+_CONVENTIONAL_KEY_NAMES = {"gemini": "GEMINI_API_KEY", "vertex_ai": "GOOGLE_APPLICATION_CREDENTIALS",
+                           "azure": "AZURE_API_KEY"}
+
+
+def credential_name(provider: str) -> str:
+    """The conventional environment-style name of a provider's key (``OPENAI_API_KEY``)."""
+    return _CONVENTIONAL_KEY_NAMES.get(provider, f"{provider.upper()}_API_KEY")
+
+
+def missing_key(record: Mapping[str, Any], key_names: Collection[str]) -> str | None:
+    """The key a model (as a group sees it) cannot be called without and the group lacks, or None.
+
+    The same rule the call itself follows: the key the model names, else the
+    provider's; a model on its own ``api_base`` needs only a key it names.
+    """
+    provider = str(record.get("provider") or "")
+    if provider == OFFLINE_PROVIDER:
+        return None
+    named = record.get("api_key_name") or None
+    if record.get("api_base"):
+        return named if named and named not in key_names else None
+    if provider in KEYLESS_PROVIDERS or any(
+            name in key_names for name in (named, provider, credential_name(provider)) if name):
+        return None
+    return str(named or credential_name(provider))
+
 
 MODEL_DEFAULTS: dict[str, Any] = {
     "temperature": 0.7,

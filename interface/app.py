@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 
 from interface.http.agents import AgentController
 from interface.http.api_keys import ApiKeyController
+from interface.http.compare import CompareController
 from interface.http.crews import CrewController
 from interface.http.docs import ApiDocs
 from interface.http.errors import EXCEPTION_HANDLERS
@@ -62,6 +63,7 @@ ROUTE_HANDLERS: list[Any] = [
     ExecutionController,
     generate_name,
     ExecutionHistoryController,
+    CompareController,
     ExecutionLogController,
     log_stream,
     log_stream_sse,

@@ -1,14 +1,15 @@
-"""The service's single LiteLLM entry point, plus deterministic offline models.
+"""The service's single LiteLLM entry point, plus offline models.
 
 Every model call in Kasal-ES (AI generation and run names in the service
 process, crews in their child processes) goes through :func:`complete` so that
 offline and real providers share one code path: ``litellm.completion`` with
 callbacks, usage accounting and cost computation. Offline models
-(``offline/echo``, ``offline/slow``) are served by LiteLLM's ``mock_response``
-mechanism, backed by a real model name so that token counts are realistic;
-they cost nothing. Credentials are passed per call (``api_key=``) and never
-written to ``os.environ``, because one service process runs crews for many
-users.
+(``offline/echo``, ``offline/slow``, ``offline/random``) are served by LiteLLM's
+``mock_response`` mechanism, backed by a real model name so that token counts
+are realistic; they cost nothing. ``offline/echo`` and ``offline/slow`` are
+deterministic, ``offline/random`` is not. Credentials are passed per call
+(``api_key=``) and never written to ``os.environ``, because one service process
+runs crews for many users.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import hashlib
 import importlib
 import json
 import re
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from domain.model_config import ModelCall
+from domain.model_config import KEYLESS_PROVIDERS, ModelCall, credential_name
 from interface.settings import quiet_libraries
 
 
@@ -46,19 +48,20 @@ class _LazyLiteLLM:
 litellm: Any = _LazyLiteLLM()
 
 OFFLINE_PROVIDER = "offline"
-OFFLINE_DELAYS: dict[str, float] = {"offline/echo": 0.0, "offline/slow": 0.2}
+OFFLINE_DELAYS: dict[str, float] = {"offline/echo": 0.0, "offline/slow": 0.2, "offline/random": 0.0}
+NONCED_OFFLINE = frozenset({"offline/random"})
+"""Offline models whose answers carry a fresh nonce, so two runs of one crew differ."""
 BACKING_MODEL = "openai/gpt-4o-mini"
 NO_KEY = "no-key"
 
-# Providers reachable without an API key (local servers, ambient cloud auth).
-KEYLESS_PROVIDERS = frozenset({"offline", "ollama", "ollama_chat", "vertex_ai", "bedrock", "sagemaker", "lm_studio"})
-_KEY_NAMES = {"gemini": "GEMINI_API_KEY", "vertex_ai": "GOOGLE_APPLICATION_CREDENTIALS", "azure": "AZURE_API_KEY"}
 _BARE_PREFIXES = (
     ("gpt-", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
     ("chatgpt", "openai"), ("text-", "openai"), ("claude", "anthropic"),
     ("gemini", "gemini"), ("mistral", "mistral"), ("command", "cohere"),
 )
 _TOOL_MARKER = re.compile(r"\[use ([\w-]+):\s*([^\]]*)\]")
+_OBSERVATION = re.compile(r"Observation:\s*(.+?)(?=\n(?:Thought|Action|Final Answer):|\Z)", re.DOTALL)
+_TOOL_ARGUMENTS = re.compile(r"Tool Name: ([^\n]+)\nTool Arguments: ")
 _TASK_LINE = re.compile(r"Current Task:\s*(.+)")
 _SCHEMA_MARKER = "according to the following OpenAPI schema:"
 
@@ -104,11 +107,6 @@ def provider_of(model: str) -> str:
         raise ValueError(
             f"cannot tell which provider serves model {model!r}; prefix it, e.g. 'openai/{model}'"
         ) from exc
-
-
-def credential_name(provider: str) -> str:
-    """The conventional environment-style name of a provider's key, for messages."""
-    return _KEY_NAMES.get(provider, f"{provider.upper()}_API_KEY")
 
 
 def is_offline(model: str) -> bool:
@@ -173,22 +171,45 @@ def _observations(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     found: list[str] = []
     for message in messages:
         if message.get("role") == "assistant":
-            found += re.findall(r"Observation:\s*(.+)", _content_text(message.get("content")))
-    return [item.strip() for item in found]
+            found += _OBSERVATION.findall(_content_text(message.get("content")))
+    return [" ".join(item.split()) for item in found]
 
 
-def _tool_step(task: str) -> str:
-    """The ReAct action a ``[use tool: input]`` marker asks for."""
+def _tool_step(task: str, text: str) -> str:
+    """The ReAct action a ``[use tool: input]`` marker asks for.
+
+    Plain input goes to the tool's first argument, as read from the tool list
+    crewai puts in the prompt; input starting with ``{`` is the arguments as JSON.
+    """
     marker = _TOOL_MARKER.search(task)
     assert marker is not None
     tool, raw = marker.group(1), marker.group(2).strip()
     if raw.startswith("{"):
         action_input = raw
-    elif tool == "calculator":
-        action_input = json.dumps({"expression": raw})
     else:
-        action_input = "{}" if not raw else json.dumps({"input": raw})
+        argument = _first_argument(text, tool) or ("expression" if tool == "calculator" else "input")
+        action_input = "{}" if not raw else json.dumps({argument: raw})
     return f"Thought: I should use the {tool} tool.\nAction: {tool}\nAction Input: {action_input}"
+
+
+def _comparable(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _first_argument(text: str, tool: str) -> str | None:
+    """The first (required, if any) argument of ``tool`` in the prompt's ``Tool Arguments:`` JSON."""
+    for match in _TOOL_ARGUMENTS.finditer(text):
+        if _comparable(match.group(1)) != _comparable(tool):
+            continue
+        try:
+            schema, _ = json.JSONDecoder().raw_decode(text, match.end())
+        except ValueError:
+            return None
+        names = list(schema.get("properties") or {}) if isinstance(schema, dict) else []
+        required = [name for name in schema.get("required") or [] if name in names] if names else []
+        first = (required or names or [None])[0]
+        return None if first is None else str(first)
+    return None
 
 
 def _requested_schema(text: str) -> dict[str, Any] | None:
@@ -234,21 +255,25 @@ def _example(schema: dict[str, Any], defs: dict[str, Any], text: str) -> Any:
 
 
 def offline_answer(model: str, messages: Sequence[Mapping[str, Any]]) -> str:
-    """Deterministic reply for an offline model, derived only from the prompt.
+    """Reply for an offline model, derived only from the prompt (plus a nonce for ``offline/random``).
 
     Crew prompts (which ask for a ``Final Answer:``) get ReAct-formatted replies,
     with one tool step first when the current task carries a ``[use tool: input]``
     marker; any other prompt gets a plain one-line answer.  When crewai asks for
     output matching a JSON schema, the answer is a minimal instance of it.
+    ``offline/random`` answers alike but adds ``(nonce …)`` to every answer (tool
+    steps stay as they are), so two live runs of one crew differ, as real models do.
     """
     text = prompt_text(messages)
     task = _task_line(messages)
     observed = _observations(messages)
     react = "Final Answer" in text
     if react and not observed and _TOOL_MARKER.search(task):
-        return _tool_step(task)
+        return _tool_step(task, text)
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     answer = f"[{model}] answer to: {_summary(task)} (digest {digest})"
+    if model in NONCED_OFFLINE:
+        answer += f" (nonce {secrets.token_hex(4)})"
     if observed:
         answer += f" | tool result: {observed[-1]}"
     schema = _requested_schema(text)

@@ -31,6 +31,7 @@ from psycopg_pool import PoolClosed
 from application.execution_control import CancelRegistry
 from application.executions import ExecutionJob, ExecutionService
 from application.recovery import recover_orphans, sweep_sealed_inputs
+from application.replay import REPLAY_OF, RERUN_OF, ReplayService
 from application.store import KasalStore
 from domain.context import Actor, acting_as, current_actor
 from domain.errors import ConflictError, DomainError
@@ -39,6 +40,7 @@ from domain.execution_progress import OUTCOMES, CrewCompleted, CrewFailed, Obser
 from domain.model_config import ModelCall, model_call
 from interface.crew_runtime.messages import CrewJob
 from interface.runner_registry import RunnerRegistry
+from interface.tool_resolver import ToolResolver
 from interface.waiting import wait_event
 
 log = logging.getLogger("kasal.runner")
@@ -111,10 +113,13 @@ class ExecutionRunner:
         credentials: Callable[[str], Awaitable[dict[str, str]]],
         models: Callable[[str, str], Awaitable[dict[str, Any] | None]],
         namer: Callable[[ExecutionJob], Awaitable[str]], poll_interval_s: float = POLL_INTERVAL_S,
+        tools: ToolResolver | None = None, replays: ReplayService | None = None,
     ) -> None:
         """``registry`` holds this runner's liveness (registered by the caller before ``start``);
         ``credentials`` answers a group's provider keys, ``models`` what a model name means in a
-        group, and ``namer`` a model's name for a run that still carries its placeholder. Between
+        group, ``namer`` a model's name for a run that still carries its placeholder, and ``tools``
+        what the tools a crew names are (without it, tools are named as they are), and ``replays``
+        the recordings replays and reruns reuse. Between
         wakes the runner looks for work every ``poll_interval_s``."""
         self.service = service
         self.store = store
@@ -127,6 +132,8 @@ class ExecutionRunner:
         self.credentials = credentials
         self.models = models
         self.namer = namer
+        self.tools = tools
+        self.replays = replays
         self.poll_interval_s = poll_interval_s
         self.runs: dict[uuid.UUID, _Run] = {}
         self._wake = asyncio.Event()
@@ -282,11 +289,28 @@ class ExecutionRunner:
         names = {job.model, job.manager_llm or "", *(str(agent.get(field) or "") for agent in agents.values()
                                                       for field in ("llm", "function_calling_llm"))}
         models = {name: await self._model_call(job.group_id, name) for name in sorted(names) if name}
+        tools = await self.tools.specs(job.group_id, [*agents.values(), *job.tasks.values()]) if self.tools else {}
         return CrewJob(
             execution_id=str(job.execution_id), agents=agents, tasks=job.tasks, inputs=job.inputs,
             process=job.process, model=job.model, manager_llm=job.manager_llm, planning=job.planning,
-            credentials=credentials, timeout_s=self.timeout_s, models=models, crew=job.crew_settings,
+            credentials=credentials, timeout_s=self.timeout_s, models=models, crew=job.crew_settings, tools=tools,
+            files_dir=self.tools.files_dir(job.group_id) if self.tools else None,
+            allow_private_urls=bool(self.tools and self.tools.allow_private_urls),
+            **await self._repeated(job),
         )
+
+    async def _repeated(self, job: ExecutionJob) -> dict[str, Any]:
+        """What a replay answers from, or the outputs a rerun from a task reuses."""
+        origin = job.origin or {}
+        if self.replays is None:
+            return {}
+        if origin.get(REPLAY_OF):
+            return {"replay": await in_thread(self.replays.recording, uuid.UUID(origin[REPLAY_OF]))}
+        if origin.get(RERUN_OF) and origin.get("from_task"):
+            reused = await in_thread(self.replays.reused_outputs, uuid.UUID(origin[RERUN_OF]), origin["from_task"],
+                                     list(job.tasks))
+            return {"reused": reused}
+        return {}
 
     async def _model_call(self, group_id: str, name: str) -> ModelCall:
         """How to call what ``name`` means in the group's catalogue (a name it lacks is called as is)."""

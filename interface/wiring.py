@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -40,6 +41,7 @@ from application.generation_service import GenerationService
 from application.models import ModelsService
 from application.planning import Planner
 from application.ports import Clock, ModelClient, SecretBox
+from application.replay import ReplayService
 from application.run_names import RunNamer
 from application.schedules import SchedulerService, ScheduleService
 from application.sealed_inputs import SealedInputs
@@ -47,6 +49,7 @@ from application.store import KasalStore, postgres_env
 from application.tasks import TaskService
 from application.templates import TemplateService
 from application.tokens import TokenService
+from application.tool_access import ToolAccess
 from application.tools import ToolsService
 from domain.agent import Agent
 from domain.api_key import ApiKey
@@ -66,6 +69,7 @@ from interface.scheduler import SchedulerLoop, SystemClock, ThreadedPlanner
 from interface.sealed_inputs_store import PostgresSealedRows
 from interface.secret_box import SecretBox as AesSecretBox
 from interface.settings import Settings
+from interface.tool_resolver import ToolResolver
 from projections.access_tokens import AccessTokenProjection, AccessTokenView
 from projections.api_keys import TABLE as API_KEYS_TABLE
 from projections.api_keys import ApiKeyProjection, ApiKeyView
@@ -131,6 +135,8 @@ class Services:
     control: ExecutionControl
     generation: GenerationService
     run_names: RunNamer
+    tool_access: ToolAccess
+    replays: ReplayService
 
 
 @dataclass
@@ -262,6 +268,12 @@ def open_secret_box(settings: Settings) -> tuple[SecretBox, str]:
     return box, message
 
 
+@functools.cache
+def module_installed(name: str) -> bool:
+    """Whether ``name`` can be imported here (found without importing it)."""
+    return importlib.util.find_spec(name) is not None
+
+
 def read_models() -> list[Any]:
     """Every read model the projector keeps, one transaction per page for all of them."""
     return [
@@ -334,22 +346,28 @@ def wire(
     agents, tasks, crews = AgentService(store, references), TaskService(store, references), CrewService(store)
     api_keys = ApiKeyService(store, secret_box)
     credentials = GroupCredentials(api_keys, views.api_keys)
+    tool_access = ToolAccess(installed=module_installed, mcp_stdio_commands=frozenset(settings.mcp_stdio_commands))
     drafts = CrewDrafts(crews=views.crews, agents=views.agents, tasks=views.tasks, tools=views.tools,
-                        models=views.models, default_model=settings.default_model)
+                        models=views.models, default_model=settings.default_model, tool_access=tool_access,
+                        key_names=views.api_keys)
     planner = Planner(drafts, tasks=views.tasks, schedules=views.schedules, default_model=settings.default_model)
     generation = GenerationService(
         model_client or LiteLLMModelClient(), models=views.models, tools=views.tools, templates=views.templates,
         credentials=credentials, saver=CrewSaver(agents, tasks, crews), default_model=settings.default_model,
-        is_offline=is_offline,
+        is_offline=is_offline, tool_access=tool_access,
     )
     run_names = RunNamer(generation)
     crew_runtime = crew_runtime or CrewRuntime()
     cancellations = CancelRegistry()
     registry = RunnerRegistry(url, new_runner_id())
+    replays = ReplayService(store, content, executions)
     runner = ExecutionRunner(
         executions, store, crew_runtime, cancellations=cancellations, registry=registry,
         max_concurrent=settings.max_concurrent_executions, timeout_s=settings.execution_timeout,
         credentials=credentials.credentials, models=views.models.resolve_model, namer=run_names.for_job,
+        tools=ToolResolver(views.tools.find_tool, tool_access, settings.home,
+                           allow_private_urls=settings.tools_allow_private_urls),
+        replays=replays,
     )
     # A requested run can be claimed once the read model lists it: the projector says when.
     projector.on_advanced(runner.wake)
@@ -362,6 +380,7 @@ def wire(
         api_keys=api_keys, credentials=credentials, templates=TemplateService(store), tokens=TokenService(store),
         schedules=ScheduleService(store, clock, secret_box, scheduler_planner), scheduler=scheduler,
         executions=executions, drafts=drafts, planner=planner, generation=generation, run_names=run_names,
+        tool_access=tool_access, replays=replays,
         control=ExecutionControl(executions, planner, rows=views.executions, cancellations=cancellations),
     )
     return Kasal(

@@ -44,3 +44,11 @@ class ApiKeyView(DocumentView):
                 f"SELECT id FROM {TABLE} WHERE group_id = %s ORDER BY updated_at, id", (group_id,)
             )
             return [row[0] for row in await cur.fetchall()]
+
+    async def key_names(self, group_id: str) -> set[str]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT doc->>'name', doc->>'service' FROM {TABLE} "
+                "WHERE group_id = %s AND (doc->>'is_set')::boolean", (group_id,)
+            )
+            return {name for row in await cur.fetchall() for name in row if name}

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     redacted_inputs jsonb NOT NULL,
     config json,
     config_ref jsonb,
+    origin jsonb,
     timeline jsonb NOT NULL,
     result_ref jsonb,
     error text,
@@ -65,6 +66,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     PRIMARY KEY (group_id, id)
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_newest ON {TABLE} (group_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS {TABLE}_repeats ON {TABLE} (group_id, (coalesce(origin->>'replay_of',
+    origin->>'rerun_of'))) WHERE origin IS NOT NULL;
 CREATE INDEX IF NOT EXISTS {TABLE}_queue ON {TABLE} (requested_position) WHERE status = 'PENDING';
 CREATE INDEX IF NOT EXISTS {TABLE}_unfinished ON {TABLE} (requested_position)
     WHERE status IN ('PENDING', 'PREPARING', 'RUNNING');
@@ -79,7 +82,8 @@ class ExecutionsProjection(Projection):
     name = TABLE
     # 2: ``inputs`` and ``config`` became ``json``; rows of version 1 lost their key
     # order in ``jsonb``, so a database still holding them is rebuilt from the log.
-    version = 2
+    # 3: ``origin`` (what a replay or rerun repeats).
+    version = 3
     tables = (TABLE,)
     ddl = DDL
 
@@ -114,7 +118,7 @@ class ExecutionsProjection(Projection):
 
 
 JSON_COLUMNS = frozenset({"inputs", "config"})
-JSONB_COLUMNS = frozenset({"redacted_inputs", "config_ref", "timeline", "result_ref", "task_outputs", "usage",
+JSONB_COLUMNS = frozenset({"redacted_inputs", "config_ref", "origin", "timeline", "result_ref", "task_outputs", "usage",
                            "cancel_requested"})
 UNSET: dict[str, Any] = {"result_ref": None, "error": None, "task_outputs": [], "cancel_requested": None,
                          "claimed_by": None, "lease_until": 0.0, "log_seq": 0, "started_at": None,
@@ -137,7 +141,8 @@ def requested_row(event: Any) -> dict[str, Any]:
         "crew_id": event.crew_id, "crew_version": event.crew_version, "model": event.model,
         "execution_type": event.execution_type, "schedule_id": event.schedule_id, "inputs": event.inputs,
         "redacted_inputs": event.redacted, "config": event.snapshot, "config_ref": event.snapshot_ref,
-        "timeline": [timeline_entry(event)], "usage": empty_usage(), "created_at": event.timestamp,
+        "origin": getattr(event, "origin", None), "timeline": [timeline_entry(event)], "usage": empty_usage(),
+        "created_at": event.timestamp,
         "updated_at": event.timestamp, "updated_by": event.actor, "version": event.originator_version,
     }
 
@@ -224,6 +229,17 @@ class ExecutionView:
             await cur.execute(f"{_WITH_RESULT} WHERE e.group_id = %s AND e.id = %s", (group_id, execution_id))
             row = await cur.fetchone()
         return _with_result_text(row) if row else None
+
+    async def repeats(self, group_id: str, execution_id: UUID) -> list[dict[str, Any]]:
+        """The replays and reruns of one execution, oldest first: id, status, origin, created_at, actor."""
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"SELECT id, status, origin, created_at, timeline->0->>'actor' AS requested_by FROM {TABLE}"
+                " WHERE group_id = %s AND origin IS NOT NULL"
+                " AND coalesce(origin->>'replay_of', origin->>'rerun_of') = %s ORDER BY created_at, id",
+                (group_id, str(execution_id)),
+            )
+            return list(await cur.fetchall())
 
     async def state(self, group_id: str, execution_id: UUID) -> tuple[str, int, int] | None:
         """(status, last log seq, version), cheaply, for live streams."""

@@ -42,8 +42,12 @@ class Policy:
 
     known_tools: Names | None
     disabled_tools: frozenset[str]
+    blocked_tools: Mapping[str, str]
+    """Tools that exist but cannot run now, with why (no implementation here, a missing key)."""
     known_models: Names | None
     default_model: str | None
+    blocked_models: Mapping[str, str]
+    """Models the group may name but cannot call now (a missing key), with why."""
     process: object
 
     @property
@@ -119,6 +123,8 @@ class Checker:
             listed.add(name)
             if name in self.policy.disabled_tools:
                 self.error(tool_path, f"tool {name} is disabled")
+            elif name in self.policy.blocked_tools:
+                self.error(tool_path, f"tool {name} cannot run: {self.policy.blocked_tools[name]}")
             elif known is not None and name not in known:
                 hint = self.hint(name, known.ordered)
                 self.error(tool_path, f"unknown tool {name!r}{hint}; known tools: {known.shown}")
@@ -129,3 +135,5 @@ class Checker:
         if known is not None and isinstance(value, str) and value.strip() and value not in known:
             hint = self.hint(value, known.ordered)
             self.error(path, f"unknown model {value!r}{hint}; known models: {known.shown}")
+        elif isinstance(value, str) and value in self.policy.blocked_models:
+            self.error(path, f"model {value} cannot run: {self.policy.blocked_models[value]}")

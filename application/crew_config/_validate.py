@@ -7,7 +7,7 @@ valid does not fail later at kickoff.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from domain.run_options import Refusal, agent_refusals, task_refusals
 
@@ -41,7 +41,9 @@ def validate_crew(
     *,
     known_tools: Collection[str] | None = None,
     disabled_tools: Collection[str] = (),
+    blocked_tools: Mapping[str, str] | None = None,
     known_models: Collection[str] | None = None,
+    blocked_models: Mapping[str, str] | None = None,
     default_model: str | None = None,
     process: str = "sequential",
     manager_llm: str | None = None,
@@ -51,8 +53,10 @@ def validate_crew(
     ``known_tools``/``known_models`` of ``None`` mean "no catalogue to check
     against".  ``valid`` is true iff there are no errors; warnings (unknown
     options, defaulted agents, unused agents, ...) never block a run.
+    ``blocked_tools``/``blocked_models`` are known tools and models that cannot run now, with the reason.
     """
-    checker = Checker(_policy(known_tools, disabled_tools, known_models, default_model, process))
+    checker = Checker(_policy(known_tools, disabled_tools, known_models, default_model, process, blocked_tools,
+                              blocked_models))
     _check_process(manager_llm, checker)
     agents_map = _load(agents_yaml, AGENTS, "agents", checker)
     tasks_map = _load(tasks_yaml, TASKS, "tasks", checker)
@@ -73,12 +77,16 @@ def _policy(
     known_models: Collection[str] | None,
     default_model: str | None,
     process: object,
+    blocked_tools: Mapping[str, str] | None = None,
+    blocked_models: Mapping[str, str] | None = None,
 ) -> Policy:
     return Policy(
         known_tools=None if known_tools is None else Names.of(known_tools, sort=True),
         disabled_tools=frozenset(disabled_tools or ()),
+        blocked_tools=dict(blocked_tools or {}),
         known_models=None if known_models is None else Names.of(known_models, sort=True),
         default_model=default_model,
+        blocked_models=dict(blocked_models or {}),
         process=process,
     )
 
@@ -123,6 +131,9 @@ def _check_agent(key: str, entry: dict[str, object], checker: Checker) -> None:
     _refuse(agent_refusals(entry), path, checker)
     if entry.get("llm") is None and checker.policy.default_model is None:
         checker.warn(child(path, "llm"), "is not set and no default model is configured")
+    elif entry.get("llm") is None and (model := checker.policy.default_model or "") in checker.policy.blocked_models:
+        checker.error(child(path, "llm"), f"is not set, and the default model {model} cannot run: "
+                                          f"{checker.policy.blocked_models[model]}")
 
 
 def _refuse(refusals: list[Refusal], path: str, checker: Checker) -> None:

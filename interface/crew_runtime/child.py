@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -37,11 +38,21 @@ from pydantic import BaseModel, PrivateAttr, create_model  # noqa: E402
 
 from domain import execution_progress as ep  # noqa: E402
 from domain.model_config import ModelCall  # noqa: E402
+from domain.replay import Diverged, ReplayedFailure, Replayer  # noqa: E402
 from domain.run_options import schema_of  # noqa: E402
+from interface.crew_runtime.catalogue_tools import (  # noqa: E402
+    CatalogueTools,
+    ToolError,
+    ToolFactory,
+    use_credentials,
+    with_options,
+)
 from interface.crew_runtime.messages import CrewJob, decode_job, encode  # noqa: E402
-from interface.crew_runtime.tools import UnknownTool, builtin_tool_factory  # noqa: E402
+from interface.crew_runtime.repeat import replayed, reuse, reused_observations  # noqa: E402
+from interface.crew_runtime.tools import UnknownTool  # noqa: E402
 from interface.llm_gateway import (  # noqa: E402
     BACKING_MODEL,
+    CompletionResult,
     MissingCredential,
     complete,
     is_offline,
@@ -49,7 +60,6 @@ from interface.llm_gateway import (  # noqa: E402
     require_credential,
 )
 
-ToolFactory = Callable[[str], BaseTool]
 # Passed to crewai as they are; the rest of an agent's fields are translated in ``_agent``
 # (llm, temperature, max_tokens, function_calling_llm, tools, tool_configs) or refused when
 # written (``domain/run_options.py``). README "What a run honours" lists every field.
@@ -96,15 +106,21 @@ class ServiceLLM(BaseLLM):  # type: ignore[misc]  # mypy skips crewai, so BaseLL
     _credentials: dict[str, str] = PrivateAttr(default_factory=dict)
     _sender: Sender | None = PrivateAttr(default=None)
     _call: ModelCall | None = PrivateAttr(default=None)
+    _replayer: Replayer | None = PrivateAttr(default=None)
 
     @classmethod
-    def create(cls, call: ModelCall | str, credentials: Mapping[str, str], sender: Sender | None) -> ServiceLLM:
-        """An LLM calling ``call`` (a model's configuration, or a bare LiteLLM name)."""
+    def create(
+        cls, call: ModelCall | str, credentials: Mapping[str, str], sender: Sender | None,
+        replayer: Replayer | None = None,
+    ) -> ServiceLLM:
+        """An LLM calling ``call`` (a model's configuration, or a bare LiteLLM name); with a
+        ``replayer``, one that answers from a recording and calls nothing."""
         call = ModelCall(model=call) if isinstance(call, str) else call
         llm = cls(model=call.model, temperature=call.temperature, max_tokens=call.max_tokens)
         llm._credentials = dict(credentials)
         llm._sender = sender
         llm._call = call
+        llm._replayer = replayer
         return llm
 
     def supports_function_calling(self) -> bool:
@@ -134,7 +150,10 @@ class ServiceLLM(BaseLLM):  # type: ignore[misc]  # mypy skips crewai, so BaseLL
         with llm_call_context():
             self._emit_call_started_event(messages=messages, from_task=from_task, from_agent=from_agent)
             try:
-                result = complete(self.model, messages, self._credentials, call=self._call, **params)
+                if self._replayer is not None:
+                    result = replayed_completion(self._replayer, self.model, messages)
+                else:
+                    result = complete(self.model, messages, self._credentials, call=self._call, **params)
             except Exception as exc:
                 self._emit_call_failed_event(str(exc), from_task, from_agent)
                 raise
@@ -153,9 +172,16 @@ class ServiceLLM(BaseLLM):  # type: ignore[misc]  # mypy skips crewai, so BaseLL
                 temperature=request.get("temperature"), max_tokens=request.get("max_tokens"),
                 parameters=request.get("parameters") or {}, api_base=request.get("api_base"),
                 headers=list(request.get("headers") or []), system_prompt=system_prompt(messages),
-                tools=offered_tools(from_agent, tools),
+                tools=offered_tools(from_agent, tools), replayed=self._replayer is not None,
             ))
         return text
+
+
+def replayed_completion(replayer: Replayer, model: str, messages: Any) -> CompletionResult:
+    """The recorded answer to this call, as if the model had given it (at no cost)."""
+    recorded = replayer.answer(model, prompt_text(messages))
+    return CompletionResult(text=recorded.response, prompt_tokens=recorded.prompt_tokens,
+                      completion_tokens=recorded.completion_tokens, latency_ms=0.0, cost=0.0, request=None)
 
 
 def system_prompt(messages: Any) -> str:
@@ -194,15 +220,18 @@ def _field(spec: Mapping[str, Any], name: str, kind: str, key: str) -> Any:
     return spec[name]
 
 
-def build_crew(job: CrewJob, sender: Sender | None, tool_factory: ToolFactory) -> Crew:
+def build_crew(
+    job: CrewJob, sender: Sender | None, tool_factory: ToolFactory, replayer: Replayer | None = None,
+) -> Crew:
     """Translate the job into crewai objects; inputs are interpolated by kickoff."""
     def llm(model: str) -> ServiceLLM:
-        return ServiceLLM.create(job.call(model), job.credentials, sender)
+        return ServiceLLM.create(job.call(model), job.credentials, sender, replayer)
 
     def agent_llm(model: str, spec: Mapping[str, Any]) -> ServiceLLM:
         """The agent's own temperature and max_tokens win over its model's."""
         tuned = {name: spec[name] for name in AGENT_CALL_OPTIONS if spec.get(name) is not None}
-        return ServiceLLM.create(msgspec.structs.replace(job.call(model), **tuned), job.credentials, sender)
+        return ServiceLLM.create(msgspec.structs.replace(job.call(model), **tuned), job.credentials, sender,
+                                 replayer)
 
     agents = {key: _agent(key, spec, agent_llm(spec.get("llm") or job.model, spec), llm, tool_factory)
               for key, spec in job.agents.items()}
@@ -219,7 +248,8 @@ def build_crew(job: CrewJob, sender: Sender | None, tool_factory: ToolFactory) -
     if job.planning:
         crew_options.update(planning=True, planning_llm=llm(job.model))
     crew_options.setdefault("verbose", False)
-    return Crew(name=job.execution_id, agents=list(agents.values()), tasks=list(tasks.values()),
+    live = reuse(tasks, job.tasks, job.reused) if job.reused else list(tasks.values())
+    return Crew(name=job.execution_id, agents=list(agents.values()), tasks=live,
                 process=Process(job.process), **crew_options)
 
 
@@ -231,7 +261,7 @@ def _agent(
     if spec.get("function_calling_llm"):
         options["function_calling_llm"] = llm(spec["function_calling_llm"])
     configs = spec.get("tool_configs") or {}
-    tools = [configured_tool(tool_factory(name), configs.get(name)) for name in spec.get("tools", [])]
+    tools = [tool for name in spec.get("tools", []) for tool in tool_factory(name, configs.get(name))]
     return Agent(
         role=_field(spec, "role", "agent", key), goal=_field(spec, "goal", "agent", key),
         backstory=spec.get("backstory", ""), llm=model, tools=tools, **options,
@@ -262,20 +292,8 @@ def _task(
         name=key, description=_field(spec, "description", "task", key),
         expected_output=_field(spec, "expected_output", "task", key),
         agent=agents.get(agent_key) if agent_key else None,
-        tools=[tool_factory(name) for name in spec.get("tools", [])], **options,
+        tools=[tool for name in spec.get("tools", []) for tool in tool_factory(name, None)], **options,
     )
-
-
-def configured_tool(tool: BaseTool, options: Mapping[str, Any] | None) -> BaseTool:
-    """The tool with an agent's ``tool_configs`` entry applied; an option it lacks fails the run."""
-    if not options:
-        return tool
-    unknown = sorted(set(options) - set(type(tool).model_fields) - {"name", "args_schema"})
-    fixed = sorted(set(options) & {"name", "args_schema"})
-    if unknown or fixed:
-        raise JobError(f"tool {tool.name!r} has no option {', '.join(map(repr, unknown or fixed))}; "
-                       f"its options: {', '.join(sorted(set(type(tool).model_fields) - {'name', 'args_schema'}))}")
-    return tool.model_copy(update=dict(options))
 
 
 _JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool,
@@ -363,12 +381,15 @@ class EventForwarder:
     ``crewai_event_bus.emit`` in the emitting thread, which keeps the order.
     """
 
-    def __init__(self, sender: Sender) -> None:
+    def __init__(self, sender: Sender, tool_names: Mapping[str, str] | None = None) -> None:
         self._sender = sender
+        self._tool_names = tool_names or {}
 
     def __call__(self, source: Any, event: Any) -> None:
         try:
             message = translate(event)
+            if isinstance(message, ep.ToolUsed) and message.tool in self._tool_names:
+                message = msgspec.structs.replace(message, tool=self._tool_names[message.tool])
         except Exception as exc:
             message = ep.LogLine(level="warning", source="runtime", message=f"cannot forward {event.type}: {exc!r}",
                              at=time.time())
@@ -386,21 +407,37 @@ def result_text(output: Any) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (MissingCredential, UnknownTool, JobError)):
+    if isinstance(exc, (MissingCredential, UnknownTool, JobError, ToolError, Diverged, ReplayedFailure)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
-def main(conn: Connection, payload: bytes, tool_factory: ToolFactory | None = None) -> None:
-    """Child entry point: run the job, then send exactly one terminal message."""
+def main(conn: Connection, payload: bytes, tool_factory: Callable[[str], BaseTool] | None = None) -> None:
+    """Child entry point: run the job, then send exactly one terminal message.
+
+    ``tool_factory`` (tests) replaces the catalogue: it builds a tool by name.
+    """
     sender = Sender(conn)
+    stack = ExitStack()  # MCP servers the tools started, stopped whatever happens
     try:
         job = decode_job(payload)
         sender.log("info", "runtime", f"child started for execution {job.execution_id}")
-        check_credentials(job)
-        crew = build_crew(job, sender, tool_factory or builtin_tool_factory)
+        replayer = Replayer(job.replay) if job.replay is not None else None
+        if replayer is None:  # a replay calls no model: it needs no key
+            check_credentials(job)
+        use_credentials(job)
+        catalogue = CatalogueTools(job, stack)
+        tools: ToolFactory = catalogue
+        if tool_factory is not None:
+            given = tool_factory
+            tools = lambda name, options: [with_options(given(name), options)]  # noqa: E731
+        if replayer is not None:
+            tools = replaying(tools, replayer)
+        crew = build_crew(job, sender, tools, replayer)
+        for observation in reused_observations(job):
+            sender.send(observation)
         sender.log("info", "runtime", f"crew built: {len(job.agents)} agents, {len(job.tasks)} tasks")
-        add_stream_sink(EventForwarder(sender))
+        add_stream_sink(EventForwarder(sender, catalogue.names))
         started = time.perf_counter()
         output = crew.kickoff(inputs=dict(job.inputs))
         sender.log("info", "runtime", f"crew finished in {time.perf_counter() - started:.2f} s")
@@ -408,7 +445,13 @@ def main(conn: Connection, payload: bytes, tool_factory: ToolFactory | None = No
     except Exception as exc:
         sender.send(ep.CrewFailed(error=_describe(exc), at=time.time()))
     finally:
+        stack.close()
         conn.close()
+
+
+def replaying(tools: ToolFactory, replayer: Replayer) -> ToolFactory:
+    """The tool factory of a replay: the same tools, each answered from the recording."""
+    return lambda name, options: [replayed(tool, replayer) for tool in tools(name, options)]
 
 
 def _warm() -> None:

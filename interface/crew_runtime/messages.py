@@ -14,6 +14,18 @@ import msgspec
 
 from domain.execution_progress import Observation
 from domain.model_config import ModelCall
+from domain.replay import Recording
+
+
+class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One tool a job's agents or tasks name, as the group has configured it."""
+
+    kind: str
+    """The catalogue tool it is (``SerperDevTool``); empty when the name matched nothing runnable."""
+    config: dict[str, Any] = {}
+    """The group's configuration of it (catalogue defaults with the group's setting over them)."""
+    refusal: str | None = None
+    """Why it cannot run here, when the runner knows it cannot (the run then fails naming it)."""
 
 
 class CrewJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,6 +45,17 @@ class CrewJob(msgspec.Struct, frozen=True, kw_only=True):
     """The crew's own settings that reach crewai's ``Crew`` (``verbose``, ``max_rpm``)."""
     models: dict[str, ModelCall] = {}
     """How to call each model the job names (``model``, agents' ``llm``, ``manager_llm``), by that name."""
+
+    tools: dict[str, ToolSpec] = {}
+    """Each tool name the agents and tasks use, resolved in the group's catalogue."""
+    files_dir: str | None = None
+    """The group's directory; file tools read nothing outside it."""
+    allow_private_urls: bool = False
+    """Whether web tools may fetch loopback and private addresses."""
+    replay: Recording | None = None
+    """A replay: every model and tool call is answered from this recording, none is made."""
+    reused: dict[str, str] = {}
+    """A rerun from a task: the recorded outputs of the tasks before it, by key, not run again."""
 
     def call(self, name: str) -> ModelCall:
         """The configuration of the model ``name``; a name the runner did not resolve is called as is."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ast
 import operator
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from crewai.tools import BaseTool
 from pydantic import BaseModel, Field
 
@@ -98,9 +100,42 @@ class UnknownTool(LookupError):
     """A job names a tool that no factory can build."""
 
 
-def builtin_tool_factory(name: str) -> BaseTool:
-    """Default tool factory: only the built-in offline tools are available."""
-    try:
-        return BUILTIN_TOOLS[name]()
-    except KeyError:
-        raise UnknownTool(f"unknown tool {name!r}; available tools: {', '.join(sorted(BUILTIN_TOOLS))}") from None
+class PerplexityInput(BaseModel):
+    """Arguments of the Perplexity tool."""
+
+    query: str = Field(description="The question to answer from the web")
+
+
+class PerplexityTool(BaseTool):  # type: ignore[misc]  # mypy skips crewai, so BaseTool is Any
+    """Web-grounded answers with citations from Perplexity's chat completions API.
+
+    The key is ``PERPLEXITY_API_KEY`` from the group's key store (put into the
+    crew's process for its run); ``base_url`` points at the API or a proxy.
+    """
+
+    name: str = "PerplexityTool"
+    description: str = "Answers a question with a web-grounded, cited response from Perplexity AI."
+    args_schema: type[BaseModel] = PerplexityInput
+    base_url: str = "https://api.perplexity.ai"
+    model: str = "sonar"
+    max_tokens: int = 2000
+    temperature: float = 0.1
+    top_p: float = 0.9
+    search_recency_filter: str = "month"
+    return_images: bool = False
+    timeout_s: float = 60.0
+
+    def _run(self, query: str) -> str:
+        body = {
+            "model": self.model, "messages": [{"role": "user", "content": query}],
+            "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+            "search_recency_filter": self.search_recency_filter, "return_images": self.return_images,
+        }
+        headers = {"Authorization": f"Bearer {os.environ['PERPLEXITY_API_KEY']}"}
+        response = httpx.post(f"{self.base_url.rstrip('/')}/chat/completions", json=body, headers=headers,
+                              timeout=self.timeout_s)
+        response.raise_for_status()
+        answer = response.json()
+        text = str(answer["choices"][0]["message"]["content"])
+        citations = answer.get("citations") or []
+        return text + ("\n\nSources:\n" + "\n".join(f"- {c}" for c in citations) if citations else "")

@@ -16,10 +16,11 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, get
 
+from application.replay import REPLAY_OF
 from domain.execution import TERMINAL, ExecutionStatus
 from interface.http.common import Limit, Offset, group_id
-from interface.http.executions import Usage, execution_or_404, normalise_result, status_filter
-from interface.http.structs import Page, to_struct
+from interface.http.executions import Usage, execution_or_404, normalise_result, origin_fields, status_filter
+from interface.http.structs import UNSET, Page, UnsetType, to_struct
 from interface.wiring import Kasal
 
 
@@ -56,6 +57,10 @@ class HistoryRead(msgspec.Struct, kw_only=True):
     completed_at: datetime | None
     updated_at: datetime
     version: int
+    replay_of: dict[str, Any] | None = None
+    rerun_of: dict[str, Any] | None = None
+    repeats: list[dict[str, Any]] | UnsetType = UNSET
+    """Its replays and reruns, oldest first (``GET /execution-history/{id}`` only)."""
 
 
 class ExecutionHistoryPage(Page[HistoryRead]):
@@ -69,8 +74,15 @@ def history_read(row: dict[str, Any]) -> HistoryRead:
         config = json.loads(row["config_text"])
     return to_struct({
         **row, "execution_id": str(row["id"]), "config": config,
-        "result": normalise_result(row.get("result_text")) if terminal else None,
+        "result": normalise_result(row.get("result_text")) if terminal else None, **origin_fields(row),
     }, HistoryRead)
+
+
+def repeat(row: dict[str, Any]) -> dict[str, Any]:
+    origin = row["origin"]
+    kind = "replay" if origin.get(REPLAY_OF) else "rerun"
+    return {"execution_id": str(row["id"]), "kind": kind, "from_task": origin.get("from_task"),
+            "status": row["status"], "created_at": row["created_at"], "requested_by": row["requested_by"]}
 
 
 async def history_page(
@@ -102,5 +114,7 @@ class ExecutionHistoryController(Controller):
     @get("/execution-history/{execution_id:uuid}", summary="Get one execution's history")
     async def get_history(self, kasal: Kasal, execution_id: UUID) -> HistoryRead:
         """Timeline ``[{status, at, actor, message}]``, config snapshot, inputs, per-task outputs,
-        usage, and the result or error of one execution."""
-        return history_read(await execution_or_404(kasal, execution_id))
+        usage, and the result or error of one execution; ``repeats`` lists its replays and reruns."""
+        history = history_read(await execution_or_404(kasal, execution_id))
+        history.repeats = [repeat(row) for row in await kasal.views.executions.repeats(group_id(), execution_id)]
+        return history

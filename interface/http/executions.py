@@ -8,6 +8,7 @@ with status PENDING; a runner claims it later. The use cases are
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from typing import Any
@@ -16,12 +17,14 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
+from application.executions import Requested
 from application.planning import PlanRequest
+from application.replay import REPLAY_OF, RERUN_OF
 from domain.errors import InvalidError
 from domain.execution import TERMINAL, ExecutionStatus
 from interface.http.common import Limit, Offset, found, group_id, instant_param, location, settle
 from interface.http.history import AsOf, execution_as_of
-from interface.http.structs import Page, to_struct
+from interface.http.structs import UNSET, Page, UnsetType, to_struct
 from interface.wiring import Kasal
 
 ConfigMap = dict[str, Any] | str
@@ -45,6 +48,18 @@ class ExecutionCreate(msgspec.Struct, kw_only=True):
     schedule_id: str | None = None
 
 
+class RerunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a rerun changes: all optional. ``from_task`` (a task's key or name): the tasks before it
+    reuse their recorded outputs; ``inputs`` over the original's; ``model`` for its model;
+    ``config`` merged over its configuration snapshot (``{"agents": {"writer": {"goal": "…"}}}``;
+    a null removes a key)."""
+
+    from_task: str | None = None
+    inputs: dict[str, Any] | None = None
+    model: str | None = None
+    config: dict[str, Any] | None = None
+
+
 class ExecutionAccepted(msgspec.Struct, kw_only=True):
     """The answer to a start: the request is recorded (PENDING); a runner takes it from there."""
 
@@ -60,6 +75,8 @@ class Usage(msgspec.Struct, kw_only=True):
     total_tokens: int = 0
     cost: float = 0.0
     llm_calls: int = 0
+    replayed_calls: int | UnsetType = UNSET
+    """Calls a replay answered from its recording (counted in ``llm_calls``, at no cost); replays only."""
 
 
 class ExecutionRead(msgspec.Struct, kw_only=True):
@@ -81,6 +98,10 @@ class ExecutionRead(msgspec.Struct, kw_only=True):
     usage: Usage
     cancel_requested: dict[str, Any] | None
     version: int
+    replay_of: dict[str, Any] | None = None
+    """``{"id"}`` of the execution this one replays."""
+    rerun_of: dict[str, Any] | None = None
+    """``{"id", "from_task"}`` of the execution this one reruns (``from_task`` null: all of it live)."""
 
 
 class ExecutionPage(Page[ExecutionRead]):
@@ -108,11 +129,19 @@ def normalise_result(text: str | None) -> dict[str, Any] | None:
     return {"value": text}
 
 
+def origin_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """``replay_of``/``rerun_of`` of an execution that repeats another (both null otherwise)."""
+    origin = row.get("origin") or {}
+    replay_of = {"id": origin[REPLAY_OF]} if origin.get(REPLAY_OF) else None
+    rerun_of = {"id": origin[RERUN_OF], "from_task": origin.get("from_task")} if origin.get(RERUN_OF) else None
+    return {"replay_of": replay_of, "rerun_of": rerun_of}
+
+
 def execution_read(row: dict[str, Any]) -> ExecutionRead:
     terminal = ExecutionStatus(row["status"]) in TERMINAL
     return to_struct({
         **row, "execution_id": str(row["id"]), "id": str(row["id"]),
-        "result": normalise_result(row.get("result_text")) if terminal else None,
+        "result": normalise_result(row.get("result_text")) if terminal else None, **origin_fields(row),
     }, ExecutionRead)
 
 
@@ -141,6 +170,16 @@ def plan_request(data: ExecutionCreate) -> PlanRequest:
     )
 
 
+async def accepted(request: Request[Any, Any, Any], kasal: Kasal, requested: Requested) -> Response[
+        ExecutionAccepted]:
+    """201 with Kasal's start body, once the read models show the new execution."""
+    headers = await settle(kasal, None, requested.position)
+    headers["Location"] = location(request, requested.execution_id)
+    body = ExecutionAccepted(execution_id=str(requested.execution_id), status=requested.status,
+                             message=requested.message, run_name=requested.run_name)
+    return Response(body, status_code=201, headers=headers)
+
+
 class ExecutionController(Controller):
     path = "/api/v1/executions"
     tags = ["executions"]
@@ -156,11 +195,33 @@ class ExecutionController(Controller):
         the single-job rule on (``KASAL_REJECT_WHEN_BUSY``), a group already at its limit is 409."""
         requested = await kasal.services.control.start(
             plan_request(data), planning=data.planning, reasoning=data.reasoning, execution_type=data.execution_type)
-        headers = await settle(kasal, None, requested.position)
-        headers["Location"] = location(request, requested.execution_id)
-        body = ExecutionAccepted(execution_id=str(requested.execution_id), status=requested.status,
-                                 message=requested.message, run_name=requested.run_name)
-        return Response(body, status_code=201, headers=headers)
+        return await accepted(request, kasal, requested)
+
+    @post("/{execution_id:uuid}/replay", summary="Replay an execution from its recording",
+          opt={"min_role": "operator"})
+    async def replay(self, request: Request[Any, Any, Any], kasal: Kasal, execution_id: UUID) -> Response[
+            ExecutionAccepted]:
+        """Run an ended execution again exactly as it happened: its configuration and inputs through
+        the real crew runtime, every model and tool call answered from its recording (no provider,
+        key or network; no tool side effect repeated; usage at cost 0). It ends COMPLETED with the
+        original's result, or FAILED naming where it diverged (a FAILED original fails again).
+        409 while the original runs; another group's is 404."""
+        requested = await kasal.run(kasal.services.replays.replay, execution_id)
+        return await accepted(request, kasal, requested)
+
+    @post("/{execution_id:uuid}/rerun", summary="Rerun an execution, from a task, with changes",
+          opt={"min_role": "operator"})
+    async def rerun(
+        self, request: Request[Any, Any, Any], kasal: Kasal, execution_id: UUID, data: RerunRequest | None = None,
+    ) -> Response[ExecutionAccepted]:
+        """Run an ended execution again live, with ``inputs``, ``model`` or ``config`` changed; from
+        ``from_task`` on (the tasks before it reuse their recorded outputs, which reach later tasks'
+        context as before). Checked like ``POST /executions`` (422); 409 while the original runs."""
+        body = data or RerunRequest()
+        draft = await kasal.run(functools.partial(
+            kasal.services.replays.rerun_draft, execution_id, from_task=body.from_task, inputs=body.inputs,
+            model=body.model, config=body.config))
+        return await accepted(request, kasal, await kasal.services.control.rerun(draft))
 
     @get("/", summary="List executions")
     async def list_executions(

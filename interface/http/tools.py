@@ -17,6 +17,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post, pu
 from litestar.params import Parameter
 
 from application.catalogue_seed import BUILTIN_TOOL_HINTS
+from application.tool_access import ToolAccess, required_keys
 from domain.errors import NotFoundError
 from domain.tool import config_schema
 from interface.http.common import IfMatch, Offset, expected_version, group_id, location, settle, settled_resource
@@ -70,6 +71,11 @@ class ToolRead(msgspec.Struct, kw_only=True):
     version: int
     created_by: str | None = None
     updated_by: str | None = None
+    available: bool | UnsetType = UNSET
+    """Whether this service can run the tool (past versions leave it out)."""
+    unavailable_reason: str | None | UnsetType = UNSET
+    required_api_keys: list[str] | UnsetType = UNSET
+    """The API key names the tool reads; a crew using it cannot start until the group has stored them."""
 
 
 class ToolToggled(ToolRead, kw_only=True):
@@ -80,8 +86,17 @@ class ToolPage(Page[ToolRead]):
     items: list[ToolRead]
 
 
-def tool_read(tool: dict[str, Any]) -> ToolRead:
-    return to_struct({**tool, "title": tool["name"], "configuration": tool["config"]}, ToolRead)
+def tool_read(tool: dict[str, Any], access: ToolAccess | None = None) -> ToolRead:
+    """The API's view of a tool; with ``access``, whether this deployment can run it."""
+    shown = {**tool, "title": tool["name"], "configuration": tool["config"]}
+    if access is not None:
+        reason = access.refusal(tool)
+        shown |= {"available": reason is None, "unavailable_reason": reason, "required_api_keys": required_keys(tool)}
+    return to_struct(shown, ToolRead)
+
+
+def tool_page(kasal: Kasal, page: dict[str, Any]) -> ToolPage:
+    return to_struct({**page, "items": [tool_read(t, kasal.services.tool_access) for t in page["items"]]}, ToolPage)
 
 
 async def _written(kasal: Kasal, written: Any, tool_id: UUID) -> tuple[dict[str, Any], dict[str, str]]:
@@ -98,20 +113,20 @@ class ToolController(Controller):
     async def list_tools(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:
         """Built-in tools (``group_id`` null) as the caller's group has set them, and the group's own tools."""
         page = await kasal.views.tools.page(group_id(), limit=limit, offset=offset)
-        return to_struct({**page, "items": [tool_read(t) for t in page["items"]]}, ToolPage)
+        return tool_page(kasal, page)
 
     @get("/enabled", summary="List enabled tools")
     async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:
         """The tools the caller's group has enabled: what its agents may use."""
         page = await kasal.views.tools.page(group_id(), limit=limit, offset=offset, enabled=True)
-        return to_struct({**page, "items": [tool_read(t) for t in page["items"]]}, ToolPage)
+        return tool_page(kasal, page)
 
     @get("/{tool_id:uuid}", summary="Get a tool")
     async def get_tool(self, kasal: Kasal, tool_id: UUID, as_of: AsOf = None) -> Response[ToolRead]:
         """One tool: a built-in, or one of the caller's group's (other groups' tools are 404).
         ``?as_of=`` answers it as the group saw it then."""
         tool = await read(kasal, "tool", tool_id, as_of)
-        return Response(tool_read(tool), headers={"ETag": f'"{tool["version"]}"'})
+        return Response(tool_read(tool, kasal.services.tool_access), headers={"ETag": f'"{tool["version"]}"'})
 
     @post("/", summary="Create a tool")
     async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: ToolFields) -> Response[ToolRead]:
@@ -123,7 +138,7 @@ class ToolController(Controller):
         written = await kasal.run(kasal.services.tools.create, tool_fields(data))
         tool, headers = await _written(kasal, written, written.id)
         headers["Location"] = location(request, written.id)
-        return Response(tool_read(tool), status_code=201, headers=headers)
+        return Response(tool_read(tool, kasal.services.tool_access), status_code=201, headers=headers)
 
     @put("/{tool_id:uuid}", summary="Update a tool")
     async def update(
@@ -133,7 +148,7 @@ class ToolController(Controller):
         caller's group alone (a sent config replaces the group's overrides; defaults fill the rest)."""
         written = await kasal.run(kasal.services.tools.change, tool_id, tool_fields(data), expected_version(if_match))
         tool, headers = await _written(kasal, written, tool_id)
-        return Response(tool_read(tool), headers=headers)
+        return Response(tool_read(tool, kasal.services.tool_access), headers=headers)
 
     @delete("/{tool_id:uuid}", summary="Delete a tool", status_code=204)
     async def remove(self, kasal: Kasal, tool_id: UUID, if_match: IfMatch = None) -> Response[None]:
@@ -147,7 +162,7 @@ class ToolController(Controller):
         written = await kasal.run(kasal.services.tools.toggle, tool_id, expected_version(if_match))
         tool, headers = await _written(kasal, written, tool_id)
         message = f"Tool {tool['name']} {'enabled' if tool['enabled'] else 'disabled'}"
-        read = msgspec.structs.asdict(tool_read(tool))
+        read = msgspec.structs.asdict(tool_read(tool, kasal.services.tool_access))
         return Response(ToolToggled(**read, message=message), headers=headers)
 
     @get("/configurations/{tool_name:str}/schema", summary="Get a tool's configuration schema")

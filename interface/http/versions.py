@@ -55,7 +55,14 @@ WIRES: dict[str, Wire] = {
     "schedule": schedule_read,
     "api_key": api_key_read,
 }
-"""How ``GET /{resource}/{id}`` turns each kind's resource into its answer."""
+"""How ``GET /{resource}/{id}`` turns each kind's resource into its answer (``wire`` completes it)."""
+
+
+def wire(kasal: Kasal, kind: str) -> Wire:
+    """The answer ``GET`` gives for a resource of ``kind``: a tool also says whether it can run here."""
+    if kind == "tool":
+        return lambda resource: tool_read(resource, kasal.services.tool_access)
+    return WIRES[kind]
 
 
 async def resource_at_version(kasal: Kasal, kind: str, resource_id: UUID, version: int) -> dict[str, Any] | None:
@@ -68,7 +75,7 @@ async def resource_at_version(kasal: Kasal, kind: str, resource_id: UUID, versio
     """
     past = await kasal.run(build_timeline, kasal, kind, resource_id, group_id())
     resource = None if past is None else past.resource(version)
-    return None if resource is None else as_builtins(resource, WIRES[kind])
+    return None if resource is None else as_builtins(resource, wire(kasal, kind))
 
 
 async def restored(
@@ -117,7 +124,7 @@ class _VersionRoutes(Controller):
         (``{"from", "to"}``, as ``GET`` showed it). A deleted resource still answers; its
         deletion is the last entry. Other groups' ids are 404."""
         past = await timeline(kasal, self.kind, resource_id)
-        return versions_page(past, WIRES[self.kind], limit, offset)
+        return versions_page(past, wire(kasal, self.kind), limit, offset)
 
     @get("/{resource_id:uuid}/versions/{version:str}", summary="Get a resource at one version", opt=AUDITOR)
     async def get_version(self, kasal: Kasal, resource_id: UUID, version: str) -> Response[Any]:
@@ -126,7 +133,7 @@ class _VersionRoutes(Controller):
         number = version_number(version)
         past = await timeline(kasal, self.kind, resource_id)
         resource = version_resource(past, number)
-        return Response(WIRES[self.kind](resource), headers={"ETag": f'"{resource["version"]}"'})
+        return Response(wire(kasal, self.kind)(resource), headers={"ETag": f'"{resource["version"]}"'})
 
     @post("/{resource_id:uuid}/versions/{version:str}/restore", summary="Restore a version", status_code=200)
     async def restore(
@@ -137,7 +144,7 @@ class _VersionRoutes(Controller):
         restoring what is already current writes nothing. Answers the resource as ``GET`` now does."""
         number = version_number(version)
         resource, headers = await restored(kasal, self.kind, resource_id, number, if_match)
-        return Response(WIRES[self.kind](resource), headers=headers)
+        return Response(wire(kasal, self.kind)(resource), headers=headers)
 
 
 ROUTES = (

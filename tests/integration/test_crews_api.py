@@ -237,7 +237,8 @@ async def test_debug_reports_tools_the_installed_catalogue_does_not_know(client)
 
 
 async def test_debug_body_overrides_a_saved_crew(client) -> None:
-    crew = await _crew(client)
+    crew = await _crew(client)  # its model, gpt-4, is the writer's: it runs once the group has an OpenAI key
+    await client.post("/api/v1/api-keys", json={"name": "OPENAI_API_KEY", "value": "sk-test-0001"})
     report = await _debug(client, {"crew_id": crew["id"], "agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML})
     assert report["valid"] is True
 
@@ -286,10 +287,26 @@ async def test_debug_checks_tools_and_models_against_the_groups_catalogue(client
     dalle = next(tool["id"] for tool in tools if tool["name"] == "DallETool")
     assert (await client.patch(f"/api/v1/tools/{dalle}/toggle-enabled")).status_code == 200
     agents = {"a": {"role": "r", "goal": "g", "backstory": "b", "llm": "gpt-9",
-                    "tools": ["SerperDevTool", "DallETool", "nope"]}}
+                    "tools": ["ScrapeWebsiteTool", "DallETool", "nope"]}}
     tasks = {"t": {"description": "d", "expected_output": "o", "agent": "a"}}
     report = await _debug(client, {"agents_yaml": agents, "tasks_yaml": tasks})
     messages = {e["path"]: e["message"] for e in report["errors"]}
     assert set(messages) == {"agents_yaml.a.llm", "agents_yaml.a.tools[1]", "agents_yaml.a.tools[2]"}
     assert "disabled" in messages["agents_yaml.a.tools[1]"] and "unknown" in messages["agents_yaml.a.tools[2]"]
 
+
+
+async def test_debug_refuses_models_whose_key_the_group_has_not_stored(client) -> None:
+    agents = AGENTS_YAML.replace("  llm: offline/echo\n", "  llm: claude-sonnet-4\n")
+    report = await _debug(client, {"agents_yaml": agents, "tasks_yaml": TASKS_YAML, "model": "gpt-4o"})
+    messages = {e["path"]: e["message"] for e in report["errors"]}
+    assert "ANTHROPIC_API_KEY" in messages["agents_yaml.researcher.llm"]
+    assert "OPENAI_API_KEY" in messages["agents_yaml.writer.llm"] and "default model gpt-4o" in messages[
+        "agents_yaml.writer.llm"]
+    started = await client.post("/api/v1/executions", json={"agents_yaml": agents, "tasks_yaml": TASKS_YAML,
+                                                             "model": "gpt-4o", "inputs": {"topic": "bees"}})
+    assert started.status_code == 422 and "ANTHROPIC_API_KEY" in started.text
+
+    await client.post("/api/v1/api-keys", json={"name": "ANTHROPIC_API_KEY", "value": "sk-ant-test-0001"})
+    await client.post("/api/v1/api-keys", json={"name": "OPENAI_API_KEY", "value": "sk-test-0001"})
+    assert (await _debug(client, {"agents_yaml": agents, "tasks_yaml": TASKS_YAML, "model": "gpt-4o"}))["valid"]

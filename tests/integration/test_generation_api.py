@@ -204,6 +204,37 @@ async def test_tools_are_kept_only_when_they_exist_and_are_enabled(client) -> No
     assert '"calculator"' in offered and "SerperDevTool" not in offered
 
 
+async def _offered_tools(client: Any, reply: dict[str, Any], **request: Any) -> tuple[list[str], Any]:
+    """The tools the model was offered (through a template that shows only them) and the agent it made."""
+    template = {"name": "generate_agent", "template": "Wanted: {description}\nTools: {tools}"}
+    assert (await client.post("/api/v1/templates", json=template)).status_code == 201
+    model = FakeModelClient(json.dumps(reply))
+    _model(client).model_client = model
+    response = await client.post(AGENT_URL, json={"description": "Plan trips", "model": "offline/echo", **request})
+    assert response.status_code == 200, response.text
+    (seen,) = model.calls
+    return json.loads(seen.messages[-1]["content"].partition("Tools: ")[2]), response.json()["agent"]
+
+
+async def test_generation_offers_only_the_enabled_tools_this_deployment_can_run(client) -> None:
+    tools = {t["name"]: t for t in (await client.get("/api/v1/tools")).json()["items"]}
+    for name in ("SeleniumScrapingTool", "GithubSearchTool"):  # listed and enabled, but nothing here runs them
+        assert tools[name]["enabled"] and not tools[name]["available"]
+    reply = {**AGENT, "tools": ["SeleniumScrapingTool", "GithubSearchTool", "ScrapeWebsiteTool", "calculator"]}
+    offered, agent = await _offered_tools(client, reply)
+    assert offered == sorted((n for n, t in tools.items() if t["enabled"] and t["available"]), key=str.casefold)
+    assert "ScrapeWebsiteTool" in offered and "calculator" in offered
+    assert "SeleniumScrapingTool" not in offered and "GithubSearchTool" not in offered
+    assert agent["tools"] == ["ScrapeWebsiteTool", "calculator"]
+
+
+async def test_asking_for_a_tool_that_cannot_run_here_leaves_only_the_runnable_ones(client) -> None:
+    reply = {**AGENT, "tools": ["SeleniumScrapingTool", "calculator"]}
+    offered, agent = await _offered_tools(client, reply, tools=["SeleniumScrapingTool", "calculator"])
+    assert offered == ["calculator"]
+    assert agent["tools"] == ["calculator"]
+
+
 async def test_a_provider_failure_is_a_bad_gateway_with_its_message_and_no_secret(client) -> None:
     await _store_openai_key(client)
 

@@ -18,7 +18,7 @@ integers = st.integers(-(2**63), 2**63 - 1)  # msgpack's range
 text_or_ref = st.one_of(texts, st.builds(ep.TextRef, preview=texts, size=integers,
                                          sha256=st.none() | st.text("0123456789abcdef", min_size=64, max_size=64)))
 BY_TYPE: dict[typing.Any, st.SearchStrategy[typing.Any]] = {
-    str: texts, float: numbers, int: integers, str | None: st.none() | texts,
+    str: texts, float: numbers, int: integers, bool: st.booleans(), str | None: st.none() | texts,
     float | None: st.none() | numbers, ep.Text: text_or_ref, ep.Text | None: st.none() | text_or_ref,
     int | None: st.none() | integers, list[str]: st.lists(texts),
     dict[str, typing.Any]: st.dictionaries(texts, st.none() | integers | numbers | texts | st.lists(texts)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,3 +146,45 @@ def test_real_model_key_is_passed_per_call_never_via_environment(key_recorder: K
 def test_unknown_offline_model_is_rejected() -> None:
     with pytest.raises(ValueError, match="offline/echo"):
         completion_kwargs("offline/nope", [{"role": "user", "content": "hi"}], {})
+
+
+def test_random_offline_model_answers_differ_for_the_same_prompt() -> None:
+    prompt = "Summarise the history of tea"
+    first, second = offline_complete("offline/random", prompt), offline_complete("offline/random", prompt)
+
+    assert first != second
+    assert re.fullmatch(r"\[offline/random\] answer to: Summarise the history of tea \(digest [0-9a-f]{8}\)"
+                        r" \(nonce [0-9a-f]{8}\)", first), first
+    assert first.split(" (nonce")[0] == second.split(" (nonce")[0]
+
+
+def test_random_offline_model_keeps_the_tool_step_and_react_form() -> None:
+    step = offline_answer("offline/random", REACT_PROMPT)
+    assert step == offline_answer("offline/echo", REACT_PROMPT)  # the action itself is not randomised
+    assert step.endswith('Action: calculator\nAction Input: {"expression": "2+3"}')
+
+    observed = [*REACT_PROMPT, {"role": "assistant", "content": step + "\nObservation: 5"}]
+    finals = [offline_answer("offline/random", observed) for _ in range(2)]
+    assert finals[0] != finals[1]
+    for final in finals:
+        assert final.startswith("Thought: ") and "\nFinal Answer: [offline/random] answer to: Add" in final
+        assert "(nonce " in final and final.endswith("tool result: 5")
+
+
+def test_random_offline_model_answers_a_schema_with_an_instance_of_it() -> None:
+    schema = {"type": "object", "properties": {"headline": {"type": "string"}, "words": {"type": "integer"}}}
+    prompt = f"Format your final answer according to the following OpenAPI schema: {json.dumps(schema)}"
+    first, second = (json.loads(offline_complete("offline/random", prompt)) for _ in range(2))
+
+    assert set(first) == {"headline", "words"} and first["words"] == 1
+    assert "(nonce " in first["headline"] and first["headline"] != second["headline"]
+
+
+def test_random_offline_model_is_served_offline_at_no_cost() -> None:
+    messages = [{"role": "user", "content": "Describe honeybees in one sentence, please."}]
+    kwargs = completion_kwargs("offline/random", messages, {})
+    assert "api_key" not in kwargs and "mock_delay" not in kwargs
+
+    first, second = complete("offline/random", messages, {}), complete("offline/random", messages, {})
+    assert first.text != second.text and "(nonce " in first.text
+    assert first.cost == 0.0 and first.completion_tokens > 5
