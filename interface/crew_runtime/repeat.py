@@ -6,7 +6,7 @@
 - In a rerun from a task, the tasks before it are not run: ``reuse`` gives
   them their recorded outputs and makes the live tasks read those outputs as
   context just as the original run did (crewai's default context for a task
-  is every earlier output; for an async one, the last synchronous output).
+  is every earlier output; an async task without a context list gets none).
 """
 
 from __future__ import annotations
@@ -54,15 +54,10 @@ def reuse(tasks: Mapping[str, Task], specs: Mapping[str, Mapping[str, Any]], out
             )
         else:
             if "context" not in specs[key]:  # crewai's default context, made explicit across the reused ones
-                synchronous = [t for t in earlier if not tasks_spec_async(specs, t)]
-                task.context = synchronous[-1:] if task.async_execution else list(earlier)
+                task.context = [] if task.async_execution else list(earlier)
             live.append(task)
         earlier.append(task)
     return live
-
-
-def tasks_spec_async(specs: Mapping[str, Mapping[str, Any]], task: Task) -> bool:
-    return bool(specs.get(str(task.name), {}).get("async_execution"))
 
 
 def reused_observations(job: CrewJob) -> list[ep.Observation]:
