@@ -31,13 +31,13 @@ from psycopg_pool import PoolClosed
 from application.execution_control import CancelRegistry
 from application.executions import ExecutionJob, ExecutionService
 from application.recovery import recover_orphans, sweep_sealed_inputs
-from application.replay import REPLAY_OF, RERUN_OF, ReplayService
+from application.replay import ReplayService
 from application.store import KasalStore
 from domain.context import Actor, acting_as, current_actor
 from domain.errors import ConflictError, DomainError
 from domain.execution import Execution, TransitionError, placeholder_run_name
 from domain.execution_progress import OUTCOMES, CrewCompleted, CrewFailed, Observation, Outcome
-from domain.model_config import ModelCall, model_call
+from interface.crew_jobs import CrewJobs
 from interface.crew_runtime.messages import CrewJob
 from interface.runner_registry import RunnerRegistry
 from interface.tool_resolver import ToolResolver
@@ -129,11 +129,9 @@ class ExecutionRunner:
         self.timeout_s = timeout_s
         self.registry = registry
         self.runner_id = registry.runner_id
-        self.credentials = credentials
-        self.models = models
         self.namer = namer
-        self.tools = tools
-        self.replays = replays
+        self.jobs = CrewJobs(service, credentials=credentials, models=models, timeout_s=timeout_s, tools=tools,
+                             replays=replays)
         self.poll_interval_s = poll_interval_s
         self.runs: dict[uuid.UUID, _Run] = {}
         self._wake = asyncio.Event()
@@ -239,7 +237,7 @@ class ExecutionRunner:
         if job.unavailable is not None:  # never run with "[REDACTED]" in place of a secret input
             await self._finish(run, error=job.unavailable)
             return
-        crew_job = await self._crew_job(job)
+        crew_job = await self.jobs.build(job)
         if run.cancelled():
             await self._finish(run)
             return
@@ -280,42 +278,6 @@ class ExecutionRunner:
             if isinstance(stopped, Exception):
                 log.warning("periodic flush of %s stopped: %r", run.job.execution_id, stopped)
         return CrewFailed(error="crew ended without a result", at=time.time())
-
-    async def _crew_job(self, job: ExecutionJob) -> CrewJob:
-        credentials = await self.credentials(job.group_id)
-        # A provider error or a chatty model can repeat a key: never record one.
-        self.service.protect(job.execution_id, credentials.values())
-        agents = {key: dict(agent) for key, agent in job.agents.items()}
-        names = {job.model, job.manager_llm or "", *(str(agent.get(field) or "") for agent in agents.values()
-                                                      for field in ("llm", "function_calling_llm"))}
-        models = {name: await self._model_call(job.group_id, name) for name in sorted(names) if name}
-        tools = await self.tools.specs(job.group_id, [*agents.values(), *job.tasks.values()]) if self.tools else {}
-        return CrewJob(
-            execution_id=str(job.execution_id), agents=agents, tasks=job.tasks, inputs=job.inputs,
-            process=job.process, model=job.model, manager_llm=job.manager_llm, planning=job.planning,
-            credentials=credentials, timeout_s=self.timeout_s, models=models, crew=job.crew_settings, tools=tools,
-            files_dir=self.tools.files_dir(job.group_id) if self.tools else None,
-            allow_private_urls=bool(self.tools and self.tools.allow_private_urls),
-            **await self._repeated(job),
-        )
-
-    async def _repeated(self, job: ExecutionJob) -> dict[str, Any]:
-        """What a replay answers from, or the outputs a rerun from a task reuses."""
-        origin = job.origin or {}
-        if self.replays is None:
-            return {}
-        if origin.get(REPLAY_OF):
-            return {"replay": await in_thread(self.replays.recording, uuid.UUID(origin[REPLAY_OF]))}
-        if origin.get(RERUN_OF) and origin.get("from_task"):
-            reused = await in_thread(self.replays.reused_outputs, uuid.UUID(origin[RERUN_OF]), origin["from_task"],
-                                     list(job.tasks))
-            return {"reused": reused}
-        return {}
-
-    async def _model_call(self, group_id: str, name: str) -> ModelCall:
-        """How to call what ``name`` means in the group's catalogue (a name it lacks is called as is)."""
-        record = await self.models(group_id, name)
-        return model_call(record) if record else ModelCall(model=name)
 
     async def _flush_periodically(self, run: _Run) -> None:
         """Append what the child said: at once after a quiet spell, then at most every interval.

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from datetime import datetime
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -23,21 +21,13 @@ from interface.settings import quiet_libraries
 
 quiet_libraries()  # before crewai/litellm: importing them otherwise starts network threads
 
-import litellm  # noqa: E402
 from crewai import Agent, Crew, Process, Task  # noqa: E402
 from crewai.events.stream_context import add_stream_sink  # noqa: E402
-from crewai.events.types import agent_events as ae  # noqa: E402
-from crewai.events.types import crew_events as ce  # noqa: E402
-from crewai.events.types import task_events as te  # noqa: E402
-from crewai.events.types import tool_usage_events as tue  # noqa: E402
-from crewai.events.types.llm_events import LLMCallType  # noqa: E402
-from crewai.llms.base_llm import BaseLLM, llm_call_context  # noqa: E402
 from crewai.tools import BaseTool  # noqa: E402
 from litellm._internal_context import is_internal_call  # noqa: E402
-from pydantic import BaseModel, PrivateAttr, create_model  # noqa: E402
+from pydantic import BaseModel, create_model  # noqa: E402
 
 from domain import execution_progress as ep  # noqa: E402
-from domain.model_config import ModelCall  # noqa: E402
 from domain.replay import Diverged, ReplayedFailure, Replayer  # noqa: E402
 from domain.run_options import schema_of  # noqa: E402
 from interface.crew_runtime.catalogue_tools import (  # noqa: E402
@@ -47,16 +37,14 @@ from interface.crew_runtime.catalogue_tools import (  # noqa: E402
     use_credentials,
     with_options,
 )
-from interface.crew_runtime.messages import CrewJob, decode_job, encode  # noqa: E402
+from interface.crew_runtime.messages import CrewJob, decode_job  # noqa: E402
+from interface.crew_runtime.observe import EventForwarder, Sender  # noqa: E402
 from interface.crew_runtime.repeat import replayed, reuse, reused_observations  # noqa: E402
+from interface.crew_runtime.service_llm import ServiceLLM  # noqa: E402
 from interface.crew_runtime.tools import UnknownTool  # noqa: E402
 from interface.llm_gateway import (  # noqa: E402
-    BACKING_MODEL,
-    CompletionResult,
     MissingCredential,
     complete,
-    is_offline,
-    prompt_text,
     require_credential,
 )
 
@@ -76,131 +64,6 @@ CREW_OPTIONS = ("verbose", "max_rpm")
 
 class JobError(ValueError):
     """The job description is inconsistent (unknown agent, bad context, ...)."""
-
-
-class Sender:
-    """Thread-safe writer of observations; crewai emits from several threads."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._lock = threading.Lock()
-
-    def send(self, observation: ep.Observation) -> None:
-        data = encode(observation)
-        with self._lock:
-            self._conn.send_bytes(data)
-
-    def log(self, level: str, source: str, message: str) -> None:
-        self.send(ep.LogLine(level=level, source=source, message=message, at=time.time()))
-
-
-class ServiceLLM(BaseLLM):  # type: ignore[misc]  # mypy skips crewai, so BaseLLM is Any
-    """crewai LLM whose every call goes through ``llm_gateway.complete``.
-
-    crewai's own ``LLM`` routes some providers to native SDKs and reads keys
-    from the environment; this class keeps one LiteLLM path for offline and
-    real models, passes credentials per call, and reports each call.
-    """
-
-    llm_type: str = "kasal"
-    _credentials: dict[str, str] = PrivateAttr(default_factory=dict)
-    _sender: Sender | None = PrivateAttr(default=None)
-    _call: ModelCall | None = PrivateAttr(default=None)
-    _replayer: Replayer | None = PrivateAttr(default=None)
-
-    @classmethod
-    def create(
-        cls, call: ModelCall | str, credentials: Mapping[str, str], sender: Sender | None,
-        replayer: Replayer | None = None,
-    ) -> ServiceLLM:
-        """An LLM calling ``call`` (a model's configuration, or a bare LiteLLM name); with a
-        ``replayer``, one that answers from a recording and calls nothing."""
-        call = ModelCall(model=call) if isinstance(call, str) else call
-        llm = cls(model=call.model, temperature=call.temperature, max_tokens=call.max_tokens)
-        llm._credentials = dict(credentials)
-        llm._sender = sender
-        llm._call = call
-        llm._replayer = replayer
-        return llm
-
-    def supports_function_calling(self) -> bool:
-        """Tools and structured output use crewai's text (ReAct) protocol, for every model."""
-        return False
-
-    def get_input_tokens_count(self, messages: Any, tools: Any = None, response_model: Any = None) -> int:
-        """Count with LiteLLM's tokenizer instead of crewai's noisy 4-chars guess."""
-        text = messages if isinstance(messages, str) else prompt_text(messages)
-        return int(litellm.token_counter(model=BACKING_MODEL.split("/", 1)[1], text=text))
-
-    def call(
-        self,
-        messages: Any,
-        tools: Any = None,
-        callbacks: Any = None,
-        available_functions: Any = None,
-        from_task: Any = None,
-        from_agent: Any = None,
-        response_model: Any = None,
-    ) -> str:
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
-        params: dict[str, Any] = {}
-        if not is_offline(self.model):
-            params = {"stop": self.stop_sequences or None, "drop_params": True}
-        with llm_call_context():
-            self._emit_call_started_event(messages=messages, from_task=from_task, from_agent=from_agent)
-            try:
-                if self._replayer is not None:
-                    result = replayed_completion(self._replayer, self.model, messages)
-                else:
-                    result = complete(self.model, messages, self._credentials, call=self._call, **params)
-            except Exception as exc:
-                self._emit_call_failed_event(str(exc), from_task, from_agent)
-                raise
-            text: str = self._apply_stop_words(result.text)
-            usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                     "total_tokens": result.prompt_tokens + result.completion_tokens}
-            self._track_token_usage_internal(usage)
-            self._emit_call_completed_event(text, LLMCallType.LLM_CALL, from_task, from_agent, messages, usage)
-        if self._sender is not None:
-            request = result.request or {}
-            self._sender.send(ep.LlmCall(
-                model=self.model, prompt=prompt_text(messages), response=text,
-                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                latency_ms=result.latency_ms, cost=result.cost,
-                agent=getattr(from_agent, "role", None), task=task_key(from_task), at=time.time(),
-                temperature=request.get("temperature"), max_tokens=request.get("max_tokens"),
-                parameters=request.get("parameters") or {}, api_base=request.get("api_base"),
-                headers=list(request.get("headers") or []), system_prompt=system_prompt(messages),
-                tools=offered_tools(from_agent, tools), replayed=self._replayer is not None,
-            ))
-        return text
-
-
-def replayed_completion(replayer: Replayer, model: str, messages: Any) -> CompletionResult:
-    """The recorded answer to this call, as if the model had given it (at no cost)."""
-    recorded = replayer.answer(model, prompt_text(messages))
-    return CompletionResult(text=recorded.response, prompt_tokens=recorded.prompt_tokens,
-                      completion_tokens=recorded.completion_tokens, latency_ms=0.0, cost=0.0, request=None)
-
-
-def system_prompt(messages: Any) -> str:
-    """The first system message's text ("" when the call has none)."""
-    for message in messages:
-        if isinstance(message, Mapping) and message.get("role") == "system":
-            return prompt_text([message]).removeprefix("system: ")
-    return ""
-
-
-def offered_tools(agent: Any, tools: Any = None) -> list[str]:
-    """Names of the tools the calling agent may use now (its executor's, which include the task's)."""
-    offered = tools or getattr(getattr(agent, "agent_executor", None), "tools", None) or getattr(agent, "tools", None)
-    names = []
-    for tool in offered or []:
-        name = tool.get("function", {}).get("name") if isinstance(tool, Mapping) else getattr(tool, "name", None)
-        if name:
-            names.append(str(name))
-    return names
 
 
 def check_credentials(job: CrewJob) -> None:
@@ -312,89 +175,6 @@ def output_model(name: str, value: Any) -> type[BaseModel]:
         fields[prop] = (kind, ...) if prop in required else (kind | None, None)
     model: type[BaseModel] = create_model(re.sub(r"\W", "_", str(schema.get("title") or name)), **fields)
     return model
-
-
-class _Timestamped(Protocol):
-    """What every crewai event carries."""
-
-    timestamp: datetime
-
-
-def _at(event: _Timestamped) -> float:
-    return event.timestamp.timestamp()
-
-
-def _role(agent: Any) -> str:
-    return str(getattr(agent, "role", "") or "")
-
-
-def task_key(task: Any) -> str | None:
-    """The job's key for a task; crewai's own tasks (e.g. the planner) get a short label."""
-    if task is None:
-        return None
-    name = getattr(task, "name", None)
-    if name:
-        return str(name)
-    words = str(getattr(task, "description", "")).split()
-    return "(crewai) " + " ".join(words[:6])
-
-
-def translate(event: Any) -> ep.Observation | None:
-    """Map one crewai event to an observation (None for events we do not forward)."""
-    at = _at(event)
-    if isinstance(event, ce.CrewKickoffStartedEvent):
-        return ep.CrewStarted(name=event.crew_name or "crew", at=at)
-    if isinstance(event, ae.AgentExecutionStartedEvent):
-        return ep.AgentStarted(agent=_role(event.agent), at=at)
-    if isinstance(event, ae.AgentExecutionCompletedEvent):
-        return ep.AgentCompleted(agent=_role(event.agent), output=event.output, at=at)
-    if isinstance(event, ae.AgentExecutionErrorEvent):
-        return ep.LogLine(level="error", source=_role(event.agent), message=event.error, at=at)
-    task = getattr(event, "task", None)
-    task_name = task_key(task) or str(getattr(event, "task_name", None) or "")
-    task_agent = _role(getattr(task, "agent", None))
-    if isinstance(event, te.TaskStartedEvent):
-        return ep.TaskStarted(task=task_name, agent=task_agent, at=at)
-    if isinstance(event, te.TaskCompletedEvent):
-        return ep.TaskCompleted(task=task_name, agent=task_agent, output=event.output.raw, at=at)
-    if isinstance(event, te.TaskFailedEvent):
-        return ep.TaskFailed(task=task_name, agent=task_agent, error=event.error, at=at)
-    if isinstance(event, (tue.ToolUsageFinishedEvent, tue.ToolUsageErrorEvent)):
-        args = event.tool_args if isinstance(event.tool_args, str) else json.dumps(event.tool_args, default=str)
-        finished = isinstance(event, tue.ToolUsageFinishedEvent)
-        return ep.ToolUsed(
-            tool=event.tool_name, input=args,
-            output=str(event.output) if finished else None,
-            error=None if finished else str(event.error),
-            agent=_role(event.agent) or event.agent_role, task=task_key(event.from_task) or event.task_name, at=at,
-        )
-    if isinstance(event, (tue.ToolSelectionErrorEvent, tue.ToolValidateInputErrorEvent)):
-        return ep.LogLine(level="warning", source=event.agent_role or "tool", message=str(event.error), at=at)
-    return None
-
-
-class EventForwarder:
-    """Stream sink that forwards crewai events in emission order.
-
-    Handlers registered with ``crewai_event_bus.on`` run on a thread pool, so
-    their order is not the emission order; stream sinks are called inline by
-    ``crewai_event_bus.emit`` in the emitting thread, which keeps the order.
-    """
-
-    def __init__(self, sender: Sender, tool_names: Mapping[str, str] | None = None) -> None:
-        self._sender = sender
-        self._tool_names = tool_names or {}
-
-    def __call__(self, source: Any, event: Any) -> None:
-        try:
-            message = translate(event)
-            if isinstance(message, ep.ToolUsed) and message.tool in self._tool_names:
-                message = msgspec.structs.replace(message, tool=self._tool_names[message.tool])
-        except Exception as exc:
-            message = ep.LogLine(level="warning", source="runtime", message=f"cannot forward {event.type}: {exc!r}",
-                             at=time.time())
-        if message is not None:
-            self._sender.send(message)
 
 
 def result_text(output: Any) -> str:
