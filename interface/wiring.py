@@ -60,6 +60,7 @@ from domain.template import Template
 from domain.tool import Tool, ToolSetting
 from interface.content_store import PostgresContentStore
 from interface.crew_runtime.runtime import CrewRuntime
+from interface.health import HealthMonitor
 from interface.identity import Authenticator, CachingTokenLookup, authenticator_for
 from interface.llm_gateway import is_offline
 from interface.model_client import LiteLLMModelClient
@@ -164,6 +165,10 @@ class Kasal:
     clock: Clock
     secret_box: SecretBox
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    health: HealthMonitor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = HealthMonitor(self.pool, self.projector, self.run)
 
     @property
     def database_url(self) -> str:
@@ -197,6 +202,8 @@ class Kasal:
         self._on_stop("the projector", self.run, self.projector.stop)
         await self.projector.wait_for(await self.run(self.store.max_position), 60)
         await self._seed()
+        await self.health.start()
+        self._on_stop("the health monitor", self.health.stop)
         logging.getLogger("kasal.api_keys").info("API keys: %s", self.key_source)
         # Every process says it is alive, runner or not, so that a runner
         # starting elsewhere leaves the PENDING work of a live API alone.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import anyio
 import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
@@ -19,6 +22,7 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 async def test_a_running_service_is_healthy(client) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
+    assert (await client.get("/health", params={"deep": "true"})).status_code == 200
     body = response.json()
     assert body["status"] == "healthy"
     assert body["checks"]["database"]["status"] == "ok"
@@ -32,12 +36,17 @@ async def test_health_is_503_naming_the_database_when_it_is_gone(settings, datab
         with psycopg.connect(databases.server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
-        response = await client.get("/health")
+        deep = await client.get("/health", params={"deep": "true"})
+        deadline = time.monotonic() + 5  # the background check runs every second
+        while (response := await client.get("/health")).status_code == 200 and time.monotonic() < deadline:
+            await anyio.sleep(0.05)
 
+    assert deep.status_code == 503 and deep.json()["checks"]["database"]["status"] == "failing"
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unhealthy"
     assert body["checks"]["database"]["status"] == "failing"
+    assert body["checked_s_ago"] < 2
 
 
 @pytest.mark.parametrize("path", DOCS)
