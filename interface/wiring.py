@@ -64,6 +64,7 @@ from interface.health import HealthMonitor
 from interface.identity import Authenticator, CachingTokenLookup, authenticator_for
 from interface.llm_gateway import is_offline
 from interface.model_client import LiteLLMModelClient
+from interface.page_cache import PageCache
 from interface.runner import CrewRuntimePort, ExecutionRunner, new_runner_id
 from interface.runner_registry import RunnerRegistry
 from interface.scheduler import SchedulerLoop, SystemClock, ThreadedPlanner
@@ -166,9 +167,11 @@ class Kasal:
     secret_box: SecretBox
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     health: HealthMonitor = field(init=False)
+    pages: PageCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.health = HealthMonitor(self.pool, self.projector, self.run)
+        self.pages = PageCache(lambda: self.projector.position)
 
     @property
     def database_url(self) -> str:

@@ -15,6 +15,7 @@ from interface.http.common import (
     etag,
     expected_version,
     group_id,
+    group_page,
     location,
     settle,
     settled_resource,
@@ -107,10 +108,12 @@ class AgentController(Controller):
         return Response(to_struct(agent, AgentRead), status_code=201, headers=headers)
 
     @get("/", summary="List agents")
-    async def list_agents(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> AgentPage:
+    async def list_agents(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> Response[AgentPage]:
         """Agents of the caller's group, newest first."""
-        page = await kasal.views.agents.list(group_id(), limit=limit, offset=offset)
-        return to_struct(page, AgentPage)
+        async def render() -> AgentPage:
+            return to_struct(await kasal.views.agents.list(group_id(), limit=limit, offset=offset), AgentPage)
+
+        return await group_page(kasal, "agents", limit, offset, render)
 
     @get("/{agent_id:uuid}", summary="Get an agent")
     async def get_agent(self, kasal: Kasal, agent_id: UUID, as_of: AsOf = None) -> Response[AgentRead]:

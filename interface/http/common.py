@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-from litestar import Request
+from litestar import MediaType, Request, Response
 from litestar.exceptions import ValidationException
 from litestar.params import Parameter
+from litestar.serialization import encode_json
 
 from application.documents import ExpectedVersions, Written
 from domain.context import current_actor
@@ -135,6 +137,17 @@ def _log_rows(kasal: Kasal) -> LogRows:
 
 
 _VERSION_TAG = re.compile(r'(?:W/)?"([1-9][0-9]*)"|([1-9][0-9]*)')
+
+
+async def group_page(
+    kasal: Kasal, kind: str, limit: int, offset: int, render: Callable[[], Awaitable[Any]],
+) -> Response[Any]:
+    """A list page of the caller's group, rendered once per read-model position (``PageCache``)."""
+    async def rendered() -> bytes:
+        return encode_json(await render())
+
+    body = await kasal.pages.page((kind, group_id(), limit, offset), rendered)
+    return Response(content=body, media_type=MediaType.JSON)
 
 
 def expected_version(if_match: str | None) -> ExpectedVersions | None:

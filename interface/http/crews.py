@@ -17,6 +17,7 @@ from interface.http.common import (
     etag,
     expected_version,
     group_id,
+    group_page,
     location,
     settle,
     settled_resource,
@@ -124,10 +125,12 @@ class CrewController(Controller):
         return Response(to_struct(crew, CrewRead), status_code=201, headers=headers)
 
     @get("/", summary="List crews")
-    async def list_crews(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> CrewPage:
+    async def list_crews(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> Response[CrewPage]:
         """Crews of the caller's group, newest first."""
-        page = await kasal.views.crews.list(group_id(), limit=limit, offset=offset)
-        return to_struct(page, CrewPage)
+        async def render() -> CrewPage:
+            return to_struct(await kasal.views.crews.list(group_id(), limit=limit, offset=offset), CrewPage)
+
+        return await group_page(kasal, "crews", limit, offset, render)
 
     @get("/{crew_id:uuid}", summary="Get a crew")
     async def get_crew(self, kasal: Kasal, crew_id: UUID, as_of: AsOf = None) -> Response[CrewRead]:

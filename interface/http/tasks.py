@@ -15,6 +15,7 @@ from interface.http.common import (
     etag,
     expected_version,
     group_id,
+    group_page,
     location,
     settle,
     settled_resource,
@@ -99,10 +100,12 @@ class TaskController(Controller):
         return response
 
     @get("/", summary="List tasks")
-    async def list_tasks(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> TaskPage:
+    async def list_tasks(self, kasal: Kasal, limit: Limit = 20, offset: Offset = 0) -> Response[TaskPage]:
         """Tasks of the caller's group, newest first."""
-        page = await kasal.views.tasks.list(group_id(), limit=limit, offset=offset)
-        return to_struct(page, TaskPage)
+        async def render() -> TaskPage:
+            return to_struct(await kasal.views.tasks.list(group_id(), limit=limit, offset=offset), TaskPage)
+
+        return await group_page(kasal, "tasks", limit, offset, render)
 
     @get("/{task_id:uuid}", summary="Get a task")
     async def get_task(self, kasal: Kasal, task_id: UUID, as_of: AsOf = None) -> Response[TaskRead]:

@@ -1,0 +1,49 @@
+"""List pages come from the page cache only while the read models have not moved, in any process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from interface.settings import Settings
+from tests.integration.test_cross_process_wakeups import agent, service
+
+pytestmark = pytest.mark.anyio
+OTHER = {"X-Group-Id": "other-apiary"}
+
+
+def names(page: Any) -> list[str]:
+    return [item["name"] for item in page.json()["items"]]
+
+
+async def test_a_list_is_rendered_once_until_something_is_written(settings: Settings) -> None:
+    async with service(settings) as (kasal, client):
+        assert (await client.post("/api/v1/agents", json=agent("Ada"))).status_code == 201
+        first = await client.get("/api/v1/agents")
+        misses = kasal.pages.misses
+        again = await client.get("/api/v1/agents")
+        assert (again.content, kasal.pages.misses) == (first.content, misses)
+        assert again.headers["content-type"].startswith("application/json")
+
+        assert (await client.post("/api/v1/agents", json=agent("Grace"))).status_code == 201
+        after = await client.get("/api/v1/agents")
+        other = await client.get("/api/v1/agents", headers=OTHER)
+
+    assert names(after) == ["Grace", "Ada"] and after.json()["total"] == 2
+    assert names(other) == [] and other.json()["total"] == 0
+    assert kasal.pages.misses > misses
+
+
+async def test_a_page_cached_in_one_process_gives_way_to_a_write_in_another(settings: Settings) -> None:
+    async with service(settings) as (_, a), service(settings) as (second, b):
+        assert names(await b.get("/api/v1/agents?limit=5")) == []
+        assert names(await b.get("/api/v1/agents?limit=5")) == []  # kept
+        created = await a.post("/api/v1/agents", json=agent("Lovelace"))
+
+        read = await b.get("/api/v1/agents?limit=5",
+                           headers={"X-Kasal-Min-Position": created.headers["x-kasal-position"]})
+
+    assert read.status_code == 200 and "x-kasal-stale" not in read.headers
+    assert names(read) == ["Lovelace"]
+    assert second.pages.hits >= 1
