@@ -27,7 +27,16 @@ from litestar import Controller, Request, Response, delete, get, patch, post, pu
 
 from domain.context import current_actor
 from domain.errors import ForbiddenError, NotFoundError
-from interface.http.common import IfMatch, Offset, expected_version, group_id, instant_param, settle, settled_resource
+from interface.http.common import (
+    IfMatch,
+    Offset,
+    expected_version,
+    group_id,
+    group_page,
+    instant_param,
+    settle,
+    settled_resource,
+)
 from interface.http.history import (
     AsOf,
     page_params,
@@ -156,21 +165,33 @@ async def _versions_answer(
     return Response(model_read(resource), headers={"ETag": f'"{resource["version"]}"'})
 
 
+def model_page(page: dict[str, Any]) -> ModelPage:
+    return to_struct({**page, "items": [model_read(m) for m in page["items"]]}, ModelPage)
+
+
 class ModelController(Controller):
     path = "/api/v1/models"
     tags = ["models"]
 
     @get("/", summary="List models")
-    async def list_models(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:
+    async def list_models(
+        self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0,
+    ) -> Response[ModelPage]:
         """Built-in models (``group_id`` null) as the caller's group has set them, and the group's own."""
-        page = await kasal.views.models.page(group_id(), limit=limit, offset=offset)
-        return to_struct({**page, "items": [model_read(m) for m in page["items"]]}, ModelPage)
+        async def render() -> ModelPage:
+            return model_page(await kasal.views.models.page(group_id(), limit=limit, offset=offset))
+
+        return await group_page(kasal, "models", limit, offset, render)
 
     @get("/enabled", summary="List enabled models")
-    async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ModelPage:
+    async def list_enabled(
+        self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0,
+    ) -> Response[ModelPage]:
         """The models the caller's group may run."""
-        page = await kasal.views.models.page(group_id(), limit=limit, offset=offset, enabled=True)
-        return to_struct({**page, "items": [model_read(m) for m in page["items"]]}, ModelPage)
+        async def render() -> ModelPage:
+            return model_page(await kasal.views.models.page(group_id(), limit=limit, offset=offset, enabled=True))
+
+        return await group_page(kasal, "models/enabled", limit, offset, render)
 
     @post("/", summary="Create a model configuration", opt=ADMIN)
     async def create(self, request: Request[Any, Any, Any], kasal: Kasal, data: ModelFields) -> Response[ModelRead]:

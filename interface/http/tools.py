@@ -20,7 +20,16 @@ from application.catalogue_seed import BUILTIN_TOOL_HINTS
 from application.tool_access import ToolAccess, required_keys
 from domain.errors import NotFoundError
 from domain.tool import config_schema
-from interface.http.common import IfMatch, Offset, expected_version, group_id, location, settle, settled_resource
+from interface.http.common import (
+    IfMatch,
+    Offset,
+    expected_version,
+    group_id,
+    group_page,
+    location,
+    settle,
+    settled_resource,
+)
 from interface.http.history import AsOf, read
 from interface.http.structs import UNSET, Page, UnsetType, sent_fields, to_struct
 from interface.wiring import Kasal
@@ -110,16 +119,22 @@ class ToolController(Controller):
     tags = ["tools"]
 
     @get("/", summary="List tools")
-    async def list_tools(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:
+    async def list_tools(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> Response[ToolPage]:
         """Built-in tools (``group_id`` null) as the caller's group has set them, and the group's own tools."""
-        page = await kasal.views.tools.page(group_id(), limit=limit, offset=offset)
-        return tool_page(kasal, page)
+        async def render() -> ToolPage:
+            return tool_page(kasal, await kasal.views.tools.page(group_id(), limit=limit, offset=offset))
+
+        return await group_page(kasal, "tools", limit, offset, render)
 
     @get("/enabled", summary="List enabled tools")
-    async def list_enabled(self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0) -> ToolPage:
+    async def list_enabled(
+        self, kasal: Kasal, limit: CatalogueLimit = 100, offset: Offset = 0,
+    ) -> Response[ToolPage]:
         """The tools the caller's group has enabled: what its agents may use."""
-        page = await kasal.views.tools.page(group_id(), limit=limit, offset=offset, enabled=True)
-        return tool_page(kasal, page)
+        async def render() -> ToolPage:
+            return tool_page(kasal, await kasal.views.tools.page(group_id(), limit=limit, offset=offset, enabled=True))
+
+        return await group_page(kasal, "tools/enabled", limit, offset, render)
 
     @get("/{tool_id:uuid}", summary="Get a tool")
     async def get_tool(self, kasal: Kasal, tool_id: UUID, as_of: AsOf = None) -> Response[ToolRead]:

@@ -47,3 +47,25 @@ async def test_a_page_cached_in_one_process_gives_way_to_a_write_in_another(sett
     assert read.status_code == 200 and "x-kasal-stale" not in read.headers
     assert names(read) == ["Lovelace"]
     assert second.pages.hits >= 1
+
+
+async def test_catalogue_pages_follow_a_groups_settings_made_in_another_process(settings: Settings) -> None:
+    async with service(settings) as (_, a), service(settings) as (_, b):
+        tools = (await b.get("/api/v1/tools")).json()["items"]
+        (calculator,) = [tool for tool in tools if tool["name"] == "calculator"]
+        models_before = (await b.get("/api/v1/models/enabled")).json()["total"]
+        assert calculator["enabled"] and (await b.get("/api/v1/tools/enabled")).status_code == 200
+
+        toggled = await a.patch(f"/api/v1/tools/{calculator['id']}/toggle-enabled")
+        model = await a.patch("/api/v1/models/gpt-4/toggle")
+        position = max(int(toggled.headers["x-kasal-position"]), int(model.headers["x-kasal-position"]))
+        fresh = {"X-Kasal-Min-Position": str(position)}
+        enabled = (await b.get("/api/v1/tools/enabled", headers=fresh)).json()["items"]
+        listed = (await b.get("/api/v1/tools", headers=fresh)).json()["items"]
+        other = (await b.get("/api/v1/tools", headers=OTHER)).json()["items"]
+        models_after = (await b.get("/api/v1/models/enabled", headers=fresh)).json()["total"]
+
+    assert "calculator" not in [tool["name"] for tool in enabled]
+    assert [tool["enabled"] for tool in listed if tool["name"] == "calculator"] == [False]
+    assert [tool["enabled"] for tool in other if tool["name"] == "calculator"] == [True]
+    assert models_after == models_before - 1
