@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError
 
 from application.idempotency import claimed, key_to_save
 from domain.base import KasalAggregate
@@ -27,6 +27,7 @@ T = TypeVar("T")
 AGG = TypeVar("AGG", bound=KasalAggregate)
 
 APPLICATION_NAME = "kasal"
+CREATE_ATTEMPTS = 5
 
 
 class StableTopicMapper(Mapper[UUID]):
@@ -49,6 +50,24 @@ class KasalStore(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._listeners: list[Callable[[int], None]] = []
+
+    def construct_recorder(self) -> Any:
+        """The recorder, its tables created if missing.
+
+        Processes starting together on a new database create the tables at
+        once, and PostgreSQL may refuse one of the concurrent ``CREATE ... IF
+        NOT EXISTS`` ("tuple concurrently updated", a duplicate ``pg_type``
+        row); the other process's creation goes through, so creating is
+        simply tried again (it changes nothing that exists).
+        """
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                return super().construct_recorder()
+            except PersistenceError:
+                if attempt == CREATE_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
 
     def construct_mapper(self) -> Mapper[UUID]:
         return StableTopicMapper(
