@@ -136,7 +136,7 @@ class ReplayService:
     def reused_outputs(self, execution_id: UUID, before: str, order: list[str]) -> dict[str, str]:
         """The outputs ``execution_id`` recorded for the tasks that come before task ``before`` in
         ``order`` (the rerun's tasks), by task key, in that order."""
-        execution, _ = self._events(execution_id)
+        execution: Execution = self.store.repository.get(execution_id)  # its task outputs: no event list needed
         earlier = order[:order.index(before)] if before in order else []
         outputs = missing_outputs(execution, earlier)
         return {key: self._text(execution, outputs[key].get("output")) or "" for key in earlier}

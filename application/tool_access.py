@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.tool_kinds import TOOL_KINDS, mcp_refusal, unavailable_reason
+from domain.tool_kinds import TOOL_KINDS, ToolKind, mcp_refusal, unavailable_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class ToolAccess:
         for tool in tools:
             name = str(tool.get("name"))
             reason = self.refusal(tool)
-            kind = TOOL_KINDS.get(name) if tool.get("tool_type") == "builtin" else None
+            kind = kind_of(tool)
             missing = kind.missing_credentials(key_names) if kind is not None and reason is None else []
             if missing:
                 reason = (f"needs the API key {', '.join(missing)}, which this group has not stored "
@@ -50,7 +50,12 @@ class ToolAccess:
         return [tool for tool in tools if self.refusal(tool) is None]
 
 
+def kind_of(tool: Mapping[str, Any]) -> ToolKind | None:
+    """How a catalogue row runs: built-ins only (a group's custom tool has no kind)."""
+    return TOOL_KINDS.get(str(tool.get("name"))) if tool.get("tool_type") == "builtin" else None
+
+
 def required_keys(tool: Mapping[str, Any]) -> list[str]:
     """The API key names a catalogue tool reads (none for custom tools)."""
-    kind = TOOL_KINDS.get(str(tool.get("name"))) if tool.get("tool_type") == "builtin" else None
+    kind = kind_of(tool)
     return list(kind.credentials) if kind is not None else []

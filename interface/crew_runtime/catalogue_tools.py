@@ -183,11 +183,7 @@ def constructor_arguments(
         base, _, search_type = settings.pop("search_url").rstrip("/").rpartition("/")
         settings.setdefault("base_url", base)
         settings.setdefault("search_type", search_type)
-    fields = set(cls.model_fields) - FIXED_FIELDS
-    unknown = sorted(name for name in strict if name not in fields and name != "search_url")
-    if unknown:
-        raise ToolError(f"tool {kind.name!r} has no option {', '.join(map(repr, unknown))}; "
-                        f"its options: {', '.join(sorted(fields))}")
+    fields = options_of(kind.name, cls, set(strict) - {"search_url"})
     return {name: value for name, value in settings.items() if name in fields}
 
 
@@ -195,12 +191,18 @@ def with_options(tool: BaseTool, options: Mapping[str, Any] | None) -> BaseTool:
     """One of the service's own tools with an agent's ``tool_configs`` entry applied."""
     if not options:
         return tool
-    fields = set(type(tool).model_fields) - FIXED_FIELDS
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ToolError(f"tool {tool.name!r} has no option {', '.join(map(repr, unknown))}; "
-                        f"its options: {', '.join(sorted(fields))}")
+    options_of(tool.name, type(tool), set(options))
     return tool.model_copy(update=dict(options))
+
+
+def options_of(name: str, cls: type[BaseTool], asked: set[str]) -> set[str]:
+    """The settings ``cls`` takes; ``ToolError`` naming each asked-for one it lacks, and listing them."""
+    fields = set(cls.model_fields) - FIXED_FIELDS
+    unknown = sorted(asked - fields)
+    if unknown:
+        raise ToolError(f"tool {name!r} has no option {', '.join(map(repr, unknown))}; "
+                        f"its options: {', '.join(sorted(fields))}")
+    return fields
 
 
 ToolFactory = Callable[[str, Mapping[str, Any] | None], list[BaseTool]]
