@@ -332,7 +332,10 @@ def wire(
     pool = AsyncConnectionPool(url, open=False, min_size=2, max_size=settings.pool_size, kwargs=session)
     # Commands run in worker threads, so their side tables use a small sync pool.
     sync_pool = ConnectionPool(url, open=False, min_size=1, max_size=6, kwargs=session)
-    projector = Projector(url, store, read_models())
+    models = read_models()
+    projector = Projector(url, store, models)
+    # A write's answer takes the row this process's projector has just committed, when it has.
+    recent = {m.table: m.recent for m in models if isinstance(m, DocumentProjection)}
     store.on_saved(projector.wake)
     clock = clock or SystemClock()
     if secret_box is None:
@@ -340,10 +343,14 @@ def wire(
     else:
         key_source = "the secret box given to wire()"
     views = Views(
-        agents=DocumentView(pool, "rm_agents"), tasks=DocumentView(pool, "rm_tasks"),
-        crews=DocumentView(pool, "rm_crews"), tools=ToolCatalogueView(pool), models=ModelCatalogueView(pool),
-        api_keys=ApiKeyView(pool), templates=TemplateView(pool, "rm_templates"), tokens=AccessTokenView(pool),
-        schedules=DocumentView(pool, "rm_schedules"), next_run=NextRunQuery(pool), executions=ExecutionView(pool),
+        agents=DocumentView(pool, "rm_agents", recent["rm_agents"]),
+        tasks=DocumentView(pool, "rm_tasks", recent["rm_tasks"]),
+        crews=DocumentView(pool, "rm_crews", recent["rm_crews"]),
+        tools=ToolCatalogueView(pool), models=ModelCatalogueView(pool),
+        api_keys=ApiKeyView(pool, recent[API_KEYS_TABLE]),
+        templates=TemplateView(pool, "rm_templates", recent["rm_templates"]), tokens=AccessTokenView(pool),
+        schedules=DocumentView(pool, "rm_schedules", recent["rm_schedules"]), next_run=NextRunQuery(pool),
+        executions=ExecutionView(pool),
         execution_logs=ExecutionLogView(pool), execution_trace=ExecutionTraceView(pool),
         contents=ContentView(pool), audit=AuditView(pool, store.mapper), usage=UsageView(pool),
     )

@@ -97,6 +97,10 @@ class AccessTokenView:
             row = await cur.fetchone()
         return {**row, "id": str(row["id"])} if row else None
 
+    def projected(self, group_id: str, token_id: UUID, version: int) -> dict[str, Any] | None:
+        """Always None: no row of it is kept from the projector, so a write is read back with ``get``."""
+        return None
+
     def from_log(self, rows: LogRows, group_id: str, token_id: UUID) -> dict[str, Any] | None:
         """What ``get`` will answer once the table has caught up with the log."""
         row = rows(TABLE, token_id)

@@ -13,7 +13,7 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from domain.api_key import SECRET_FIELD
-from projections.documents import DocumentProjection, DocumentView
+from projections.documents import DocumentProjection, DocumentView, RecentRows
 
 TABLE = "rm_api_keys"
 
@@ -35,8 +35,8 @@ class ApiKeyProjection(DocumentProjection):
 class ApiKeyView(DocumentView):
     """The group's keys as the API lists them, and their ids for decrypting (``ApiKeyIds``)."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        super().__init__(pool, TABLE)
+    def __init__(self, pool: AsyncConnectionPool, recent: RecentRows | None = None) -> None:
+        super().__init__(pool, TABLE, recent)
 
     async def key_ids(self, group_id: str) -> list[UUID]:
         async with self.pool.connection() as conn:

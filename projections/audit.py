@@ -39,7 +39,7 @@ from application.store import APPLICATION_NAME
 from domain.api_key import SECRET_FIELD
 from domain.redaction import REDACTED, SECRET_NAME
 from domain.schedule import SEALED_INPUTS
-from projections.base import Projection
+from projections.base import Projection, insert_rows
 
 TABLE = "rm_audit_log"
 EVENTS_TABLE = f"{APPLICATION_NAME.lower()}_events"
@@ -117,11 +117,12 @@ class AuditProjection(Projection):
         self.apply_page(cur, [(event, position)])
 
     def apply_page(self, cur: Cursor[Any], items: list[tuple[Any, int]]) -> None:
-        with cur.copy(f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for event, position in items:
-                topic = type(event).TOPIC
-                copy.write_row((position, event.group_id, kind_of(topic), topic, event.originator_id,
-                                event.originator_version, event.timestamp, event.actor, event.correlation_id))
+        rows = []
+        for event, position in items:
+            topic = type(event).TOPIC
+            rows.append((position, event.group_id, kind_of(topic), topic, event.originator_id,
+                         event.originator_version, event.timestamp, event.actor, event.correlation_id))
+        insert_rows(cur, TABLE, COLUMNS, rows)
 
 
 # -- what a record shows --------------------------------------------------------

@@ -99,6 +99,10 @@ class CatalogueView:
     async def all(self, group: str) -> list[dict[str, Any]]:
         return (await self.query(group))[0]
 
+    def projected(self, group: str, item_id: UUID, version: int) -> dict[str, Any] | None:
+        """Always None: an entry is a row joined with the group's setting, so a write is read back with ``get``."""
+        return None
+
     def from_log(self, rows: LogRows, group: str, item_id: UUID) -> dict[str, Any] | None:
         """What ``get`` will answer once both tables have caught up with the log."""
         entry = rows(self.table, item_id)

@@ -13,19 +13,20 @@ Python (``{**doc, **changes}``), because ``||`` exists only for ``jsonb``.
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 from uuid import UUID
 
 import msgspec
-import psycopg
 from psycopg import Cursor
 from psycopg.rows import dict_row
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
 
 from domain.base import Document, topics_of
-from projections.base import LogRows, Projection
+from projections.base import COPY_FROM_ROWS, LogRows, Projection, insert_rows
 
 
 def _dumps(value: Any) -> bytes:
@@ -36,7 +37,46 @@ _ENCODER = msgspec.json.Encoder(enc_hook=str)
 # 2: ``doc`` became ``json`` (rows of version 1 lost their key order in ``jsonb``,
 # so a database still holding them is rebuilt from the log at start-up).
 SCHEMA_VERSION = 2
-_INSERT_COLUMNS = "(group_id, id, name, doc, version, created_at, updated_at, created_by, updated_by, position)"
+INSERT_COLUMNS = ("group_id", "id", "name", "doc", "version", "created_at", "updated_at", "created_by", "updated_by",
+                  "position")
+_INSERT_COLUMNS = f"({', '.join(INSERT_COLUMNS)})"
+
+
+class RecentRows:
+    """The rows the projector of this process committed last, so a write is answered without reading its row back.
+
+    Rows are staged while a page is applied and kept only once its transaction
+    has committed (``publish``); a page that fails leaves nothing behind. Only
+    live pages stage rows (a rebuild's thousands would just push each other
+    out), and the newest ``size`` rows are kept.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._rows: OrderedDict[UUID, dict[str, Any]] = OrderedDict()
+        self._staged: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def stage(self, row: dict[str, Any]) -> None:
+        self._staged.append(row)
+
+    def publish(self) -> None:
+        staged, self._staged = self._staged, []
+        with self._lock:
+            for row in staged:
+                self._rows[row["id"]] = row
+                self._rows.move_to_end(row["id"])
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+
+    def discard(self) -> None:
+        self._staged = []
+
+    def get(self, document_id: UUID, version: int) -> dict[str, Any] | None:
+        """The committed row of ``document_id`` at exactly ``version``, if this process projected it."""
+        with self._lock:
+            row = self._rows.get(document_id)
+        return row if row is not None and row["version"] == version else None
 
 
 class DocumentProjection(Projection):
@@ -47,6 +87,13 @@ class DocumentProjection(Projection):
     def __init__(self) -> None:
         table = self.tables[0]
         self.table = table
+        self.recent = RecentRows()
+
+    def page_started(self) -> None:
+        self.recent.discard()
+
+    def page_committed(self) -> None:
+        self.recent.publish()
 
     @classmethod
     def for_aggregate(
@@ -127,13 +174,24 @@ class DocumentProjection(Projection):
                 doc = current.get((group_id, doc_id))
                 if doc is not None:
                     replaces.append(_replacement({**doc, **fold.patch}, fold, group_id, doc_id))
+        live = len(items) < COPY_FROM_ROWS
+        if live:
+            for row in (*inserts, *upserts):
+                self._stage(row[3].obj, row[0], row[1], row[4], row[5], row[6], row[7], row[8])
         table = self.table
         if inserts:
             self._insert(cur, inserts)
         if replaces:
             cur.executemany(
                 f"UPDATE {table} SET doc = %s, name = %s, version = %s, updated_at = %s, updated_by = %s,"
-                " position = %s WHERE group_id = %s AND id = %s", replaces)
+                " position = %s WHERE group_id = %s AND id = %s RETURNING created_at, created_by", replaces,
+                returning=live)
+            for replacement in replaces if live else ():
+                created = cur.fetchone()
+                if created is not None:  # None: the row was gone (never expected)
+                    new, _, version, updated_at, updated_by, _, group, document = replacement
+                    self._stage(new.obj, group, document, version, created[0], updated_at, created[1], updated_by)
+                cur.nextset()
         if touches:
             cur.executemany(
                 f"UPDATE {table} SET version = %s, updated_at = %s, updated_by = %s, position = %s"
@@ -148,6 +206,15 @@ class DocumentProjection(Projection):
                 " version = excluded.version, updated_at = excluded.updated_at,"
                 " updated_by = excluded.updated_by, position = excluded.position", upserts)
 
+    def _stage(self, doc: dict[str, Any], group_id: str, doc_id: UUID, version: int, created_at: Any,
+               updated_at: Any, created_by: str, updated_by: str) -> None:
+        """Keep the row as a query returns it (``doc`` through the JSON the column stores), for ``RecentRows``."""
+        self.recent.stage({
+            "group_id": group_id, "id": doc_id, "name": doc.get("name"), "doc": msgspec.json.decode(_dumps(doc)),
+            "version": version, "created_at": created_at, "updated_at": updated_at, "created_by": created_by,
+            "updated_by": updated_by,
+        })
+
     def _docs(self, cur: Cursor[Any], keys: list[tuple[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
         """The stored documents of ``keys``, read in one statement."""
         cur.execute(
@@ -158,15 +225,8 @@ class DocumentProjection(Projection):
         return {(group_id, doc_id): doc for group_id, doc_id, doc in cur.fetchall()}
 
     def _insert(self, cur: Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
-        """COPY new rows in; a row that exists already (never expected) falls back to skipping it."""
-        try:
-            with cur.connection.transaction(), cur.copy(f"COPY {self.table} {_INSERT_COLUMNS} FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg.errors.UniqueViolation:
-            cur.executemany(
-                f"INSERT INTO {self.table} {_INSERT_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (group_id, id) DO NOTHING", rows)
+        """New rows in; one that exists already (never expected) is skipped."""
+        insert_rows(cur, self.table, INSERT_COLUMNS, rows, skip_existing=True)
 
 
 def document_row(events: Iterable[Any], aggregate: type[Document]) -> dict[str, Any] | None:
@@ -272,9 +332,11 @@ class Page(dict[str, Any]):
 class DocumentView:
     """Queries over one document table, always within one group."""
 
-    def __init__(self, pool: AsyncConnectionPool, table: str) -> None:
+    def __init__(self, pool: AsyncConnectionPool, table: str, recent: RecentRows | None = None) -> None:
+        """``recent``: the rows this process's projector of ``table`` committed last (``projected``)."""
         self.pool = pool
         self.table = table
+        self.recent = recent
 
     @staticmethod
     def to_resource(row: dict[str, Any]) -> dict[str, Any]:
@@ -293,6 +355,11 @@ class DocumentView:
             )
             row = await cur.fetchone()
         return self.to_resource(row) if row else None
+
+    def projected(self, group_id: str, document_id: UUID, version: int) -> dict[str, Any] | None:
+        """What ``get`` answers, if this process projected the row at ``version`` lately; else None (ask ``get``)."""
+        row = self.recent.get(document_id, version) if self.recent is not None else None
+        return self.to_resource(row) if row is not None and self.visible(row, group_id) else None
 
     def from_log(self, rows: LogRows, group_id: str, document_id: UUID) -> dict[str, Any] | None:
         """What ``get`` will answer once the table has caught up with the log."""

@@ -285,6 +285,8 @@ class Projector:
                 if event is None:
                     event = self.store.mapper.to_domain_event(notification)
                 pages[projection.name].append((event, notification.id))
+        for projection in self.projections:
+            projection.page_started()
         with conn.transaction(), conn.cursor() as cur:
             # Read models can always be rebuilt from the log, so their commits
             # need not wait for the disk; the events themselves are durable.
@@ -297,6 +299,8 @@ class Projector:
                 (last, [p.name for p in self.projections], last),
             )
             self._announce(cur, last)
+        for projection in self.projections:
+            projection.page_committed()
         for name in self._positions:
             self._positions[name] = max(self._positions[name], last)
         self._advance(last)

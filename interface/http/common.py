@@ -107,6 +107,8 @@ class ReadBack(Protocol):
 
     def from_log(self, rows: LogRows, group_id: str, resource_id: UUID, /) -> dict[str, Any] | None: ...
 
+    def projected(self, group_id: str, resource_id: UUID, version: int, /) -> dict[str, Any] | None: ...
+
 
 async def settled_resource(
     kasal: Kasal, written: Written, view: ReadBack, kind: str, resource_id: UUID | None = None,
@@ -120,9 +122,12 @@ async def settled_resource(
     """
     headers = await settle(kasal, written)
     resource_id = written.id if resource_id is None else resource_id
-    resource = await view.get(group_id(), resource_id)
+    group = group_id()
+    resource = view.projected(group, resource_id, written.version) if resource_id == written.id else None
+    if resource is None:
+        resource = await view.get(group, resource_id)
     if resource is None or resource.get("version", written.version) < written.version:
-        resource = await kasal.run(view.from_log, _log_rows(kasal), group_id(), resource_id)
+        resource = await kasal.run(view.from_log, _log_rows(kasal), group, resource_id)
     return found(resource, kind, resource_id), headers
 
 

@@ -69,9 +69,13 @@ def is_public(path: str) -> bool:
     return path.startswith(PUBLIC_PATHS)
 
 
-def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Auditors read the audit log, versions and usage (handlers with ``min_role: auditor``);
-    operators read everything (and run what handlers allow); editors write; admins administer."""
+    operators read everything (and run what handlers allow); editors write; admins administer.
+
+    A coroutine although it never awaits: Litestar runs a plain function guard
+    in a worker thread, a thread hop on every request for a dictionary lookup.
+    """
     if is_public(connection.scope["path"]):
         return
     minimum = handler.opt.get("min_role")
