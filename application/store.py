@@ -164,6 +164,8 @@ def postgres_env(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> dic
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(max_overflow),
         "POSTGRES_LOCK_TIMEOUT": "5",
+        # Concurrent saves of this process share one transaction (application.group_commit).
+        "APPLICATION_RECORDER_TOPIC": "application.group_commit:GroupCommitRecorder",
         "POSTGRES_CONNECT_TIMEOUT": "10",
         # Loading an aggregate reads only the events after its cached version
         # (fast-forward), so long-lived ones such as a chatty execution do not
