@@ -11,6 +11,13 @@ is served only when its position equals the projector's now.
 The position is the whole log's, not a group's: any write anywhere renews
 every page. That keeps the rule obviously correct; a busy service simply
 hits less often.
+
+"The projector's position now" must be the read models' position, not merely
+what this process has heard of it: with several processes, a write answered
+by one of them must be in the next page any of them serves. The position is
+therefore asked of ``position`` for every page, and it may answer None (no
+position can be vouched for just now, e.g. while a page is being committed):
+the page is then rendered and not kept.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ MAX_PAGES = 512
 class PageCache:
     """An LRU of ``key → (position, bytes)``, ``MAX_PAGES`` entries at most."""
 
-    def __init__(self, position: Callable[[], int], max_pages: int = MAX_PAGES) -> None:
+    def __init__(self, position: Callable[[], Awaitable[int | None]], max_pages: int = MAX_PAGES) -> None:
         self.position = position
         self.max_pages = max_pages
         self._pages: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
@@ -35,7 +42,10 @@ class PageCache:
 
     async def page(self, key: Hashable, render: Callable[[], Awaitable[bytes]]) -> bytes:
         """The page ``key`` as of the projector's position now: kept, or rendered and kept."""
-        position = self.position()  # read before rendering: what is rendered holds at least this
+        position = await self.position()  # read before rendering: what is rendered holds at least this
+        if position is None:
+            self.misses += 1
+            return await render()
         with self._lock:
             found = self._pages.get(key)
             if found is not None and found[0] == position:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 import msgspec
+import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -171,11 +172,30 @@ class Kasal:
 
     def __post_init__(self) -> None:
         self.health = HealthMonitor(self.pool, self.projector, self.run)
-        self.pages = PageCache(lambda: self.projector.position)
+        self.pages = PageCache(self.read_models_position)
 
     @property
     def database_url(self) -> str:
         return str(self.settings.database_url)
+
+    async def read_models_position(self) -> int | None:
+        """Where the read models stand, as far as any process has answered; None while it is moving.
+
+        The projector's leader knows it (None while it commits a page: the
+        tables are ahead of its position then). Another process only hears of
+        it a moment after the commit, and meanwhile a client may have been
+        answered a write by the leader, so it asks the tracking table.
+        """
+        projector = self.projector
+        if projector.leader:
+            return None if projector.committing else projector.position
+        try:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute("SELECT min(position) FROM projection_tracking")
+                row = await cursor.fetchone()
+        except psycopg.Error:  # no tracking table yet, or no database: nothing to vouch for
+            return None
+        return max(projector.position, row[0] if row and row[0] is not None else -1)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a synchronous event-store command off the event loop."""

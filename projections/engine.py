@@ -70,6 +70,8 @@ class Projector:
         self.poll_interval = poll_interval
         self.position = -1  # below any log position until the tables exist, so waiting for 0 waits for them
         self.leader = False
+        self.committing = False
+        """True while the leader commits a page: the tables may be ahead of ``position`` then."""
         self.last_error: str | None = None
         self._positions: dict[str, int] = {}
         self._folds = {p.name: p.folds() for p in self.projections}
@@ -287,6 +289,15 @@ class Projector:
                 pages[projection.name].append((event, notification.id))
         for projection in self.projections:
             projection.page_started()
+        self.committing = True
+        try:
+            self._commit_page(conn, pages, last)
+        finally:
+            self.committing = False
+        return len(notifications)
+
+    def _commit_page(self, conn: psycopg.Connection[Any], pages: dict[str, list[tuple[Any, int]]], last: int) -> None:
+        """Apply one page and its tracking in one transaction, then move the position to ``last``."""
         with conn.transaction(), conn.cursor() as cur:
             # Read models can always be rebuilt from the log, so their commits
             # need not wait for the disk; the events themselves are durable.
@@ -304,7 +315,6 @@ class Projector:
         for name in self._positions:
             self._positions[name] = max(self._positions[name], last)
         self._advance(last)
-        return len(notifications)
 
     def _announce(self, cur: psycopg.Cursor[Any], position: int) -> None:
         """Tell followers in other processes, on commit, that the read models reached ``position``."""

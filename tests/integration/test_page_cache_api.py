@@ -49,6 +49,20 @@ async def test_a_page_cached_in_one_process_gives_way_to_a_write_in_another(sett
     assert second.pages.hits >= 1
 
 
+async def test_a_write_answered_by_one_process_is_in_the_next_page_of_any_other(settings: Settings) -> None:
+    """No header needed: each process's kept page is checked against the read models' own position,
+    whichever process leads the projector and however late the others hear of its pages."""
+    async with service(settings) as (first, a), service(settings) as (second, b):
+        assert first.projector.leader != second.projector.leader
+        for n in range(15):
+            for writer, reader in ((a, b), (b, a)):
+                await reader.get("/api/v1/agents?limit=100")  # the reader keeps a page
+                created = await writer.post("/api/v1/agents", json=agent(f"Agent {n} via {id(writer)}"))
+                assert created.status_code == 201
+                listed = await reader.get("/api/v1/agents?limit=100")
+                assert created.json()["id"] in [item["id"] for item in listed.json()["items"]]
+
+
 async def test_catalogue_pages_follow_a_groups_settings_made_in_another_process(settings: Settings) -> None:
     async with service(settings) as (_, a), service(settings) as (_, b):
         tools = (await b.get("/api/v1/tools")).json()["items"]

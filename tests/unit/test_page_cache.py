@@ -18,6 +18,9 @@ class Log:
         self.position = 0
         self.renders = 0
 
+    async def now(self) -> int:
+        return self.position
+
     async def render(self) -> bytes:
         self.renders += 1
         return f"page at {self.position}".encode()
@@ -29,7 +32,7 @@ def test_a_page_is_never_older_than_the_read_models(steps) -> None:
 
     async def scenario() -> None:
         log = Log()
-        cache = PageCache(lambda: log.position)
+        cache = PageCache(log.now)
         for step in steps:
             if step == "write":
                 log.position += 1
@@ -44,7 +47,7 @@ def test_a_page_is_never_older_than_the_read_models(steps) -> None:
 
 async def test_a_page_is_rendered_once_per_position_and_key() -> None:
     log = Log()
-    cache = PageCache(lambda: log.position)
+    cache = PageCache(log.now)
     for _ in range(5):
         await cache.page(("agents", "group-a"), log.render)
         await cache.page(("agents", "group-b"), log.render)
@@ -53,7 +56,7 @@ async def test_a_page_is_rendered_once_per_position_and_key() -> None:
 
 async def test_the_oldest_pages_go_first_and_the_number_is_bounded() -> None:
     log = Log()
-    cache = PageCache(lambda: log.position, max_pages=3)
+    cache = PageCache(log.now, max_pages=3)
     for key in ("a", "b", "c", "a", "d"):  # "a" used again: "b" is the oldest when "d" comes
         await cache.page(key, log.render)
     renders = log.renders
@@ -64,7 +67,7 @@ async def test_the_oldest_pages_go_first_and_the_number_is_bounded() -> None:
 
 async def test_a_slow_render_does_not_replace_a_page_of_a_later_position() -> None:
     log = Log()
-    cache = PageCache(lambda: log.position)
+    cache = PageCache(log.now)
 
     async def slow() -> bytes:
         body = await log.render()
@@ -76,3 +79,21 @@ async def test_a_slow_render_does_not_replace_a_page_of_a_later_position() -> No
     renders = log.renders
     assert await cache.page("agents", log.render) == b"page at 2"
     assert log.renders == renders
+
+
+async def test_while_no_position_can_be_vouched_for_pages_are_rendered_and_not_kept() -> None:
+    """A page being committed (or a position not yet known) must not be answered from, nor kept."""
+    log = Log()
+    moving = True
+
+    async def now() -> int | None:
+        return None if moving else log.position
+
+    cache = PageCache(now)
+    await cache.page("agents", log.render)
+    await cache.page("agents", log.render)
+    assert log.renders == 2
+    moving = False
+    await cache.page("agents", log.render)
+    await cache.page("agents", log.render)
+    assert log.renders == 3
