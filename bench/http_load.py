@@ -1,17 +1,28 @@
-"""HTTP scenarios against the shared service: write, list, write-to-visible, memory."""
+"""HTTP scenarios against the shared service: health, write, list, write-to-visible, memory.
+
+Throughput and latency come from ``bench.loadgen.measure`` (``wrk``, or a generator in its
+own process), for a fixed time after a warm-up, and each figure is set beside the floor:
+a bare Litestar app serving the same page bytes on the same uvicorn settings, measured in
+the same run at the same concurrency. The ratio (our req/s / the floor's) is what to
+compare between machines and runs; CPU ms per request of the server is the other steady one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from typing import Any
 
 import httpx
 
-from bench.loadgen import LoadResult, client, ms, percentile, run_load
+from bench.floor import Floor
+from bench.loadgen import LoadResult, Request, client, measure, ms, percentile
 from bench.registry import Context, Target, scenario
+from bench.server import ServerProcess
 
 AGENTS = "/api/v1/agents"
+PAGE = f"{AGENTS}?limit=100"
+PAGE_SIZE = 100
 AGENT = {
     "name": "Research Agent",
     "role": "Senior Researcher",
@@ -29,89 +40,103 @@ def group(ctx: Context, name: str) -> dict[str, str]:
     return {"X-Group-Id": f"bench-{name}-{ctx.run_id}"}
 
 
-def post_agent(http: httpx.AsyncClient, i: int) -> Any:
-    return http.post(f"{AGENTS}/", json=AGENT)
+def agents_page(ctx: Context, server: ServerProcess) -> bytes:
+    """The bytes of ``GET /agents?limit=100`` in the list group, seeding it with 100 agents first."""
+    headers = group(ctx, "list")
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=30.0) as http:
+        present = http.get(AGENTS, params={"limit": 1}).raise_for_status().json()["total"]
+        for _ in range(PAGE_SIZE - present):
+            http.post(f"{AGENTS}/", json=AGENT).raise_for_status()
+        response = http.get(PAGE).raise_for_status()
+    page = response.json()
+    if page.get("total") != PAGE_SIZE or len(page.get("items", [])) != PAGE_SIZE:
+        raise RuntimeError(f"expected {PAGE_SIZE} agents and a page of them, got "
+                           f"total={page.get('total')} items={len(page.get('items', []))}")
+    return response.content
+
+
+def floor(ctx: Context, label: str, concurrency: int) -> LoadResult:
+    """The floor at ``concurrency``, measured now (the process starts on our real page bytes on first use)."""
+    if ctx.floor is None:
+        ctx.floor = Floor(agents_page(ctx, ctx.server()), seconds=ctx.http_seconds()).start()
+    result = ctx.floor.measure(concurrency)
+    ctx.detail(f"{label} floor", result.summary())
+    if result.errors:
+        raise RuntimeError(f"floor c={concurrency}: {result.errors} failed requests, first: {result.first_error}")
+    return result
+
+
+def describe(result: LoadResult) -> str:
+    return (f"{result.requests} req in {result.seconds:.1f} s by {result.generator}, {result.errors} errors; "
+            f"CPU ms/req: server {result.server_cpu_ms}, postgres {result.per_request(result.db_cpu)}, "
+            f"client {result.per_request(result.client_cpu)} (server busy {result.server_cpu} cores)")
 
 
 def report_load(ctx: Context, label: str, result: LoadResult, targets: dict[str, Target],
-                kasal: dict[str, str]) -> None:
-    """Report req/s, p50 and p99 of one load phase (targets/kasal keyed by rps, p50, p99)."""
-    note = (f"{result.requests} req, {result.errors} errors; CPU ms/req: server {result.server_cpu_ms}, "
-            f"postgres {result.per_request(result.db_cpu)}, client {result.per_request(result.client_cpu)} "
-            f"(server busy {result.server_cpu} cores)")
-    ctx.report(f"{label} req/s", round(result.rps, 1), "req/s", target=targets.get("rps"),
-               kasal=kasal.get("rps"), note=note)
+                kasal: dict[str, str], base: LoadResult | None = None, versus: str = "floor") -> None:
+    """Report req/s, its ratio to ``base`` (the floor), p50, p99 and server CPU ms/req of one load phase.
+
+    ``targets``/``kasal`` are keyed by rps, p50, p99; ``versus`` names ``base`` if it is not the floor.
+    """
+    answered = result.requests > 0
+    ctx.report(f"{label} req/s", round(result.rps, 1) if answered else None, "req/s",
+               target=targets.get("rps"), kasal=kasal.get("rps"), note=describe(result))
+    if not answered:
+        base = None
+    if base is not None and base.rps and versus != "floor":
+        ctx.report(f"{label} / {versus}", round(result.rps / base.rps, 3), "x",
+                   note=f"{versus}: {base.rps:,.0f} req/s, server CPU {base.server_cpu_ms} ms/req")
+    elif base is not None and base.rps:
+        ctx.report(f"{label} / floor", round(result.rps / base.rps, 3), "x",
+                   note=f"floor (bare Litestar app serving our {PAGE_SIZE}-agent page bytes, same uvicorn "
+                        f"settings) at c={base.concurrency} just before: {base.rps:,.0f} req/s, "
+                        f"p50 {base.p(50)} ms, p99 {base.p(99)} ms, server CPU {base.server_cpu_ms} ms/req")
     ctx.report(f"{label} p50", result.p(50), "ms", target=targets.get("p50"), kasal=kasal.get("p50"))
     ctx.report(f"{label} p99", result.p(99), "ms", target=targets.get("p99"), kasal=kasal.get("p99"))
+    ctx.report(f"{label} server CPU", result.server_cpu_ms, "ms/req",
+               note=f"postgres backends {result.per_request(result.db_cpu)} ms/req")
     ctx.detail(label, result.summary())
+    if not answered:
+        raise RuntimeError(f"{label}: no request was answered in {result.seconds:.1f} s (is the server stuck?)")
     if result.errors:
         raise RuntimeError(f"{label}: {result.errors} failed requests, first: {result.first_error}")
 
 
-@scenario("baseline", order=5)
+def load(ctx: Context, label: str, request: Request, concurrency: int, targets: dict[str, Target],
+         kasal: dict[str, str]) -> None:
+    """Measure ``request`` at ``concurrency`` against the shared service and report it beside the floor."""
+    base = floor(ctx, label, concurrency)
+    server = ctx.server()
+    result = measure(server.base_url, request, concurrency=concurrency, seconds=ctx.http_seconds(), server=server)
+    report_load(ctx, label, result, targets, kasal, base)
+
+
+@scenario("baseline", order=5, web=True)
 def baseline(ctx: Context) -> None:
-    """GET /health at concurrency 1: the floor of this HTTP stack (client + uvicorn) on this machine."""
-    server = ctx.server()
-
-    async def main() -> None:
-        async with client(server.base_url, 1) as http:
-            def health(h: httpx.AsyncClient, i: int) -> Any:
-                return h.get("/health")
-
-            await run_load(http, health, total=50, concurrency=1)
-            result = await run_load(http, health, total=ctx.n(500, 100), concurrency=1, server=server)
-            report_load(ctx, "GET /health c=1", result, {}, {})
-
-    asyncio.run(main())
+    """GET /health at concurrency 1: the floor of our own HTTP stack (middleware, no database)."""
+    load(ctx, "GET /health c=1", Request("GET", "/health"), 1, {"rps": Target(">=", 2500)}, {})
 
 
-@scenario("write", order=10)
+def post_agent(ctx: Context) -> Request:
+    headers = {**group(ctx, "write"), "Content-Type": "application/json"}
+    return Request("POST", f"{AGENTS}/", json.dumps(AGENT).encode(), headers, expect=201)
+
+
+@scenario("write", order=10, web=True)
 def write(ctx: Context) -> None:
-    """POST /api/v1/agents at concurrency 1 and 16."""
-    server = ctx.server()
-
-    async def main() -> None:
-        headers = group(ctx, "write")
-        async with client(server.base_url, 16, headers) as http:
-            await run_load(http, post_agent, total=ctx.n(100, 20), concurrency=4)  # warm-up
-            c1 = await run_load(http, post_agent, total=ctx.n(300, 50), concurrency=1, server=server)
-            report_load(ctx, "POST c=1", c1, {"p50": Target("<", 8)},
-                        {"rps": "47–125", "p50": "7–21"})
-            c16 = await run_load(http, post_agent, total=ctx.n(2000, 200), concurrency=16, server=server)
-            report_load(ctx, "POST c=16", c16, {"rps": Target(">=", 500), "p99": Target("<", 50)},
-                        {"rps": "55", "p99": "> 1000"})
-
-    asyncio.run(main())
+    """POST /api/v1/agents at concurrency 1 and 16 (every answer must be 201)."""
+    load(ctx, "POST c=1", post_agent(ctx), 1, {"p50": Target("<", 5)}, {"rps": "47–125", "p50": "7–21"})
+    load(ctx, "POST c=16", post_agent(ctx), 16, {"rps": Target(">=", 800), "p99": Target("<", 40)},
+         {"rps": "55", "p99": "> 1000"})
 
 
-@scenario("list", order=20)
+@scenario("list", order=20, web=True)
 def list_agents(ctx: Context) -> None:
-    """GET /api/v1/agents?limit=100 with 1,000 agents present, at concurrency 1 and 32."""
-    server = ctx.server()
-    present = 1000
-
-    async def main() -> None:
-        headers = group(ctx, "list")
-        async with client(server.base_url, 32, headers) as http:
-            seeded = await run_load(http, post_agent, total=present, concurrency=16)
-            if seeded.errors:
-                raise RuntimeError(f"seeding failed: {seeded.first_error}")
-            page = (await http.get(AGENTS, params={"limit": 100})).json()
-            if page.get("total") != present or len(page.get("items", [])) != 100:
-                raise RuntimeError(f"expected {present} agents and a page of 100, got "
-                                   f"total={page.get('total')} items={len(page.get('items', []))}")
-            ctx.detail("response bytes", len((await http.get(AGENTS, params={"limit": 100})).content))
-
-            def get_page(h: httpx.AsyncClient, i: int) -> Any:
-                return h.get(AGENTS, params={"limit": 100})
-
-            await run_load(http, get_page, total=ctx.n(100, 20), concurrency=4)  # warm-up
-            c1 = await run_load(http, get_page, total=ctx.n(1000, 100), concurrency=1, server=server)
-            report_load(ctx, "GET list c=1", c1, {"rps": Target(">=", 1000)}, {"rps": "34–55"})
-            c32 = await run_load(http, get_page, total=ctx.n(3000, 300), concurrency=32, server=server)
-            report_load(ctx, "GET list c=32", c32, {"p99": Target("<", 100)}, {})
-
-    asyncio.run(main())
+    """GET /api/v1/agents?limit=100 with 100 agents present, at concurrency 1 and 32."""
+    ctx.detail("response bytes", len(agents_page(ctx, ctx.server())))
+    page = Request("GET", PAGE, headers=group(ctx, "list"))
+    load(ctx, "GET list c=1", page, 1, {"rps": Target(">=", 2000)}, {"rps": "34–55"})
+    load(ctx, "GET list c=32", page, 32, {"rps": Target(">=", 2000), "p99": Target("<", 30)}, {})
 
 
 async def _post_then_list(http: httpx.AsyncClient) -> float:
@@ -157,7 +182,7 @@ async def _seen_by_poller(writer: httpx.AsyncClient, poller: httpx.AsyncClient) 
     return seen_at - sent_at, answered_at - sent_at, polls
 
 
-@scenario("visible", order=30)
+@scenario("visible", order=30, web=True)
 def write_to_visible(ctx: Context) -> None:
     """Write-to-visible-in-list latency, two ways (see the metric notes)."""
     server = ctx.server()
@@ -193,10 +218,14 @@ def write_to_visible(ctx: Context) -> None:
     asyncio.run(main())
 
 
-@scenario("rss", order=90)
+@scenario("rss", order=35, web=True)
 def memory(ctx: Context) -> None:
-    """Server RSS (process + children) after the run."""
+    """API processes' RSS after the HTTP scenarios: their sum and the largest one."""
     server = ctx.server()
-    rss = server.rss() / 2**20
-    ctx.report("server RSS", round(rss, 1), "MiB", target=Target("<", 300), kasal="~630",
-               note="uvicorn process + children (the database server is external)")
+    sizes = server.rss_each()
+    if not sizes:
+        raise RuntimeError(f"the service is not running:\n{server.tail()}")
+    ctx.detail("api_processes", len(sizes))
+    ctx.report("API RSS (sum)", round(sum(sizes) / 2**20, 1), "MiB", target=Target("<", 300), kasal="~630",
+               note=f"{len(sizes)} process(es): the serve process and its children (the database is external)")
+    ctx.report("API RSS (largest process)", round(max(sizes, default=0) / 2**20, 1), "MiB")

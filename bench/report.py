@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.loadgen import generator
 from bench.registry import Context, Metric
 from bench.server import ROOT
 
@@ -76,7 +77,8 @@ def meta(ctx: Context, argv: list[str]) -> dict[str, Any]:
         "postgres_server": ctx.pg_url.rsplit("@", 1)[-1],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_calibration_ms": cpu_calibration_ms(),
-        "uvicorn_workers": 1,
+        "web_concurrency": ctx.web_concurrency_values,
+        "load_generator": generator(),
     }
 
 

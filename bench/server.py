@@ -59,11 +59,16 @@ class ServerProcess:
 
     ``database_url=None`` means the embedded PostgreSQL under ``home``; ``command="worker"``
     starts a crew worker (no HTTP: ``start`` returns once it runs, not once it answers).
+    ``module`` runs another module's HTTP server instead (``python -m module *args``, on
+    ``KASAL_HOST:KASAL_PORT``), which is ready once ``ready_path`` answers 200.
     """
 
     def __init__(self, database_url: str | None, *, name: str, home: Path | None = None,
-                 env: dict[str, str] | None = None, command: str = "serve") -> None:
+                 env: dict[str, str] | None = None, command: str = "serve",
+                 module: tuple[str, ...] = (), ready_path: str = "/health") -> None:
         self.command = command
+        self.module = module
+        self.ready_path = ready_path
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self._tmp: str | None = None
@@ -91,11 +96,12 @@ class ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             began = time.perf_counter()
+            argv = [sys.executable, "-m", *(self.module or ("interface.cli", self.command))]
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "interface.cli", self.command], cwd=ROOT, env=self.env,
+                argv, cwd=ROOT, env=self.env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
-        if self.command != "serve":
+        if self.command != "serve" and not self.module:
             return time.perf_counter() - began
         deadline = began + timeout
         with httpx.Client(timeout=1.0) as client:
@@ -103,7 +109,7 @@ class ServerProcess:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.tail()}")
                 try:
-                    if client.get(f"{self.base_url}/health").status_code == 200:
+                    if client.get(f"{self.base_url}{self.ready_path}").status_code == 200:
                         return time.perf_counter() - began
                 except httpx.HTTPError:
                     pass
@@ -130,6 +136,14 @@ class ServerProcess:
             with contextlib.suppress(psutil.NoSuchProcess):
                 total += proc.memory_info().rss
         return total
+
+    def rss_each(self) -> list[int]:
+        """Resident memory of each process of the server's tree, in bytes."""
+        sizes = []
+        for proc in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                sizes.append(proc.memory_info().rss)
+        return sizes
 
     def pss(self) -> int:
         """Proportional memory of the server and its children, in bytes.
@@ -171,6 +185,8 @@ class ServerProcess:
         return found
 
     def stop(self) -> int | None:
+        """Stop the server with SIGINT (SIGKILL after 30 s), then any child that outlived it."""
+        children = self._tree()[1:]
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -178,6 +194,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        _, alive = psutil.wait_procs(children, timeout=5)
+        for proc in alive:  # e.g. a granian worker whose parent exited first
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
         code = self.process.returncode if self.process else None
         self.process = None
         return code
