@@ -46,6 +46,8 @@ class Settings:
     default_model: str = "offline/echo"
     log_level: str = "INFO"
     pool_size: int = 10
+    web_concurrency: int = 1
+    """API processes ``kasal serve`` runs on one address (each with its share of ``pool_size``)."""
     mcp_stdio_commands: tuple[str, ...] = ()
     """Programs a group's MCPTool may start as a stdio server (anything else could run code here)."""
     tools_allow_private_urls: bool = False
@@ -72,6 +74,7 @@ class Settings:
             default_model=env.get("KASAL_DEFAULT_MODEL", "offline/echo"),
             log_level=env.get("KASAL_LOG_LEVEL", "INFO"),
             pool_size=int(env.get("KASAL_POOL_SIZE", "10")),
+            web_concurrency=int(env.get("KASAL_WEB_CONCURRENCY", "1")),
             mcp_stdio_commands=tuple(c.strip() for c in env.get("KASAL_MCP_STDIO_COMMANDS", "").split(",")
                                      if c.strip()),
             tools_allow_private_urls=_bool(env.get("KASAL_TOOLS_ALLOW_PRIVATE_URLS"), False),
