@@ -64,7 +64,7 @@ async def test_local_mode_needs_no_credentials_and_acts_as_local_admin(client) -
 
 def test_serve_refuses_local_mode_on_a_non_loopback_address() -> None:
     settings = Settings(host="0.0.0.0", auth_mode="local", database_url=None)
-    assert serve(argparse.Namespace(host=None, port=None), settings) == 2
+    assert serve(argparse.Namespace(host=None, port=None, workers=None), settings) == 2
 
 
 # -- token mode ---------------------------------------------------------------
