@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.types import Method
 
 from interface.http.agents import AgentController
 from interface.http.api_keys import ApiKeyController
@@ -81,6 +83,23 @@ ROUTE_HANDLERS: list[Any] = [
 ]
 
 
+# What a browser page on another origin may send and read (``KASAL_CORS_ORIGINS``).
+CORS_METHODS: list[Literal["*"] | Method] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID",
+                        "X-Group-Id", "X-Kasal-Min-Position"]
+CORS_RESPONSE_HEADERS = ["ETag", "Location", "X-Request-ID", "X-Kasal-Position", "X-Kasal-Stale",
+                         "Idempotent-Replayed"]
+
+
+def cors_config(origins: Sequence[str]) -> CORSConfig | None:
+    """CORS for ``origins`` (``*``: any), or none at all. Litestar answers a preflight before
+    any route middleware runs, so a preflight needs no credentials in any auth mode."""
+    if not origins:
+        return None
+    return CORSConfig(allow_origins=list(origins), allow_methods=CORS_METHODS,
+                      allow_headers=CORS_REQUEST_HEADERS, expose_headers=CORS_RESPONSE_HEADERS)
+
+
 def create_app(kasal: Kasal, *, route_handlers: Sequence[Any] = ROUTE_HANDLERS) -> Litestar:
     """The Litestar app over ``kasal`` (its lifespan runs ``kasal.start()``/``stop()``)."""
     quiet_libraries()
@@ -110,6 +129,7 @@ def create_app(kasal: Kasal, *, route_handlers: Sequence[Any] = ROUTE_HANDLERS) 
         guards=[role_guard],
         lifespan=[lifespan],
         openapi_config=openapi,
+        cors_config=cors_config(settings.cors_origins),
         request_max_body_size=settings.max_body_bytes,
         before_request=refuse_unsafe_input,
         debug=False,

@@ -52,6 +52,8 @@ class Settings:
     """Programs a group's MCPTool may start as a stdio server (anything else could run code here)."""
     tools_allow_private_urls: bool = False
     """Let web tools fetch loopback and private addresses (off: they refuse, against SSRF)."""
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the API (``*``: any); none: no CORS headers at all."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +80,7 @@ class Settings:
             mcp_stdio_commands=tuple(c.strip() for c in env.get("KASAL_MCP_STDIO_COMMANDS", "").split(",")
                                      if c.strip()),
             tools_allow_private_urls=_bool(env.get("KASAL_TOOLS_ALLOW_PRIVATE_URLS"), False),
+            cors_origins=tuple(o.strip() for o in env.get("KASAL_CORS_ORIGINS", "").split(",") if o.strip()),
         )
 
     def with_(self, **changes: Any) -> Settings:

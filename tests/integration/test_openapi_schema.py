@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.anyio
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 BIGINT_MAX = 2**63 - 1
+JSON = {"Content-Type": "application/json"}
 SSE_PATHS = (
     "/api/v1/execution-logs/{execution_id}/sse",
     "/api/v1/execution-logs/{execution_id}/stream",
@@ -147,3 +149,54 @@ async def test_every_page_documents_the_schema_of_its_items(client) -> None:
         reference = page["properties"]["items"]["items"].get("$ref", "")
         item = schemas.get(reference.removeprefix("#/components/schemas/"), {})
         assert item.get("properties"), name
+
+
+def documented_schema(document: dict[str, Any], template: str, method: str, status: int) -> dict[str, Any]:
+    """The schema an answer's body must match, resolvable on its own (its ``$ref``s point into the document)."""
+    responses = document["paths"][template][method]["responses"]
+    assert str(status) in responses, f"{method.upper()} {template} answers {status}, undocumented"
+    schema = responses[str(status)]["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}
+
+
+def assert_documented(document: dict[str, Any], template: str, method: str, response: Any) -> None:
+    schema = documented_schema(document, template, method, response.status_code)
+    jsonschema.Draft202012Validator(schema).validate(response.json())
+
+
+async def test_the_error_bodies_the_api_sends_match_the_documented_schemas(client, settings) -> None:
+    document = await document_of(client)
+    agent = (await client.post("/api/v1/agents", json={"role": "R", "goal": "G", "backstory": "B"})).json()
+    missing = "00000000-0000-0000-0000-000000000000"
+    answers = [
+        ("/api/v1/agents/{agent_id}", "get", await client.get(f"/api/v1/agents/{missing}"), 404),
+        ("/api/v1/agents/{agent_id}", "get", await client.get("/api/v1/agents/not-an-id"), 404),
+        ("/api/v1/agents", "post", await client.post("/api/v1/agents", json={"role": "R"}), 422),
+        ("/api/v1/agents", "post", await client.post("/api/v1/agents", content=b"{", headers=JSON), 422),
+        ("/api/v1/agents", "get", await client.get("/api/v1/agents", params={"limit": -1}), 422),
+        ("/api/v1/executions", "post", await client.post("/api/v1/executions", json={}), 422),
+        ("/api/v1/tools", "post", await client.post("/api/v1/tools", json={"name": "SerperDevTool"}), 409),
+        ("/api/v1/agents/{agent_id}", "put",
+         await client.put(f"/api/v1/agents/{agent['id']}", json={"goal": "New"}, headers={"If-Match": '"9"'}), 412),
+        ("/api/v1/agents", "post",
+         await client.post("/api/v1/agents", content=b" " * (settings.max_body_bytes + 1), headers=JSON), 413),
+    ]
+    for template, method, response, status in answers:
+        assert response.status_code == status, (template, response.text)
+        assert_documented(document, template, method, response)
+    shapes = {tuple(sorted(r.json())) for *_, r, _ in answers}
+    assert shapes == {("detail",), ("detail", "errors", "type")}  # both 422 shapes were sent and checked
+    async with AsyncTestClient(app=create_app(wire(settings.with_(auth_mode="token")))) as token_client:
+        document = await document_of(token_client)
+        refused = await token_client.get("/api/v1/agents")
+        assert refused.status_code == 401
+        assert_documented(document, "/api/v1/agents", "get", refused)
+
+
+async def test_a_body_unlike_the_documented_error_fails_validation(client) -> None:
+    """The check above can fail: Litestar's own error shape is not what the document promises."""
+    document = await document_of(client)
+    schema = documented_schema(document, "/api/v1/agents", "post", 422)
+    litestar_shape = {"status_code": 400, "detail": "Validation failed for POST /api/v1/agents", "extra": []}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate(litestar_shape)
