@@ -288,6 +288,23 @@ PARSER_EXTENSIONS.append(add_tokens_parser)
 PARSER_EXTENSIONS.append(add_events_parser)
 
 
+def add_conformance_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kasal_testkit.conformance import add_arguments
+
+    add_arguments(sub.add_parser("conformance", help="check a server speaking the Kasal REST API (kasal_testkit)"))
+
+
+PARSER_EXTENSIONS.append(add_conformance_parser)
+
+
+@command("conformance")
+def conformance(args: argparse.Namespace, settings: Settings) -> int:
+    """``kasal conformance --base-url URL``: the property-based test kit against a running server."""
+    from kasal_testkit.conformance import main as check
+
+    return check(args)
+
+
 @command("events")
 def events(args: argparse.Namespace, settings: Settings) -> int:
     """``kasal events export``: the audit log as JSON lines, while the service runs or not."""

@@ -22,7 +22,8 @@ from projections.documents import RecentRows
 pytestmark = pytest.mark.anyio
 
 text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(str.strip)
-scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.floats(allow_nan=False, allow_infinity=False) | text
+scalars = (st.none() | st.booleans() | st.integers(-2**53, 2**53)
+           | st.floats(allow_nan=False, allow_infinity=False) | text)
 nested = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
                       max_leaves=8)
 
