@@ -84,8 +84,11 @@ class Calls:
     def holder(self, client_port: int) -> int:
         """The API process holding the server's end of the connection from ``client_port``."""
         for process in self.processes:
-            if any(c.status != psutil.CONN_LISTEN and c.raddr.port == client_port
-                   for c in process.net_connections(kind="tcp")):
+            try:
+                connections = process.net_connections(kind="tcp")
+            except psutil.NoSuchProcess:  # a process this test killed: it holds nothing
+                continue
+            if any(c.status != psutil.CONN_LISTEN and c.raddr.port == client_port for c in connections):
                 return process.pid
         raise AssertionError(f"no API process holds the connection from port {client_port}")
 
