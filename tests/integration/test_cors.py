@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from application.tokens import TokenService
-from domain.context import Actor, acting_as
 from interface.app import create_app
 from interface.settings import Settings
 from interface.wiring import wire
+from tests.integration.test_identity import AGENT, bearer, issue
 
 pytestmark = pytest.mark.anyio
 
@@ -22,21 +21,6 @@ OTHER_ORIGIN = "https://evil.example.net"
 REQUEST_HEADERS = ("authorization", "content-type", "if-match", "idempotency-key", "x-request-id", "x-group-id",
                    "x-kasal-min-position")
 EXPOSED = {"etag", "location", "x-request-id", "x-kasal-position", "x-kasal-stale"}
-AGENT = {"role": "Researcher", "goal": "Find facts", "backstory": "Curious"}
-
-
-def bearer(token: str, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", **extra}
-
-
-async def issue(client: AsyncTestClient[Any], group: str, role: str) -> str:
-    core = client.app.state.kasal
-    with acting_as(Actor(group_id=group, actor="test", role="admin")):
-        issued = await core.run(TokenService(core.store).issue, role, None)
-    assert await core.run(core.projector.wait_sync, issued.position, 10)
-    return str(issued.token)
-
-
 def preflight(origin: str, method: str = "POST", headers: str = ", ".join(REQUEST_HEADERS)) -> dict[str, str]:
     return {"Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers}
 
